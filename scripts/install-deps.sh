@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages weft needs to build, test and benchmark.
+# Idempotent: packages already present are left alone; safe to run again.
+# Must run as root (or with sudo available) on Debian 12.
+set -euo pipefail
+
+packages=(
+  # toolchain and build
+  g++ clang cmake ninja-build ccache pkg-config git python3
+  # sanitizer runtimes (gcc 12)
+  libtsan2 libasan8 libubsan1
+  # tests and micro-benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # command-line tool
+  libcli11-dev libfmt-dev
+  # comparisons in bench/ only
+  libtbb-dev libasio-dev libconcurrentqueue-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
