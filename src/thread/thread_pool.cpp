@@ -4,6 +4,10 @@
 // stores the task and a stamp (ticks at submit). A worker picks, among the heads of the non-empty levels, the
 // one with the highest level·aging + waited (aging: "a task that waited `aging` counts one level higher");
 // with one level in use it just pops that ring. Within a level the ring is FIFO.
+// Stamps are taken only once two levels are in use (levels_mask_ has two bits); tasks pushed before that
+// carry stamp 0, which pop() reads as multi_level_since_ (ticks() when the second level appeared, stored
+// before the mask bit is published), so they neither jump ahead as if they had waited since the clock's
+// epoch nor stop aging.
 //
 // Sleep/wake protocol (no lost wake-ups; a producer pays one fence and two loads when nobody sleeps, and
 // at most one futex wake is in flight at a time, so a burst of pushes does not become a burst of syscalls):
@@ -25,7 +29,9 @@
 //     space_wake_pending_; a consumer notifies space_ec_ after every pop (fence + load when nobody is blocked).
 //  6. wait_idle(): a worker about to sleep with nothing queued increments parked_; when parked_ reaches
 //     live_, it notifies idle_ec_. wait_idle() re-checks parked_ == live_ and empty rings around its own
-//     prepare_wait on idle_ec_.
+//     prepare_wait on idle_ec_. live_ is incremented by the thread that starts a worker, before the thread
+//     exists (and decremented by the worker as it exits), so a worker that has not reached worker_main yet
+//     already counts as busy: wait_idle() cannot return before every started worker has come to rest.
 //
 // Shutdown protocol:
 //  1. Under levels_mutex_ (so no ring is created afterwards): stopping_ = true, cancel_pending_ for
@@ -41,6 +47,29 @@
 // meanwhile (nesting up to kMaxHelpDepth). With nothing to run, the waiter sleeps on work_ec_ after adding
 // a done-callback to the future that notifies work_ec_; a waiter woken by a producer's notify_one that does
 // not take the task passes the wake-up on, so no task is left behind by a helper.
+//
+// Running the awaited sub-task first. Helping in queue order alone makes recursive work explode: a task that
+// waits on its own sub-task runs the oldest queued task instead, which waits on its own sub-task, and so on —
+// the nesting grows with the number of queued tasks, not with the depth of the recursion (fib(15) on one
+// worker would need ~1000 levels). So:
+//  1. A task submitted from a worker of this same pool (in_pool(), submit only: post has no future) is
+//     wrapped in a Child shared by its queue entry (ChildEntry) and the worker's `children` list; both hold
+//     a reference.
+//  2. Whoever claims the Child first (an exchange on `claimed`) runs it: a worker that pops the entry, or
+//     the submitting worker when it waits on that future (Helper::run_child, before any other helping; it
+//     adds to help_depth but is not refused at kMaxHelpDepth, since it nests exactly as a function call
+//     would). The loser does nothing; a popped entry whose Child was already claimed reports
+//     TaskOutcome::skipped and is not counted.
+//  3. ran_early_ counts entries whose Child was claimed by a waiter while the entry is still queued, so
+//     stats().queued leaves them out; the entry is discarded (and ran_early_ decremented) when popped.
+//  4. A Child's state pointer is compared, never dereferenced: an unclaimed Child still owns a reference to
+//     its state (inside its FutureTask), so a match on an unclaimed Child is the awaited state itself.
+//  5. The list is emptied when the worker's top-level task returns, and holds at most kMaxChildren (claimed
+//     entries are pruned first; past that, new children are simply not listed).
+// Overflow::block from inside the pool: a worker whose submit finds its own pool's level full runs the new
+// task at once, itself, as a function call (what Overflow::caller_runs does), instead of sleeping on a queue
+// only the workers can drain. Helping with queued tasks there instead would nest without bound: each helped
+// task submits into the same full queue.
 #include "weft/thread/thread_pool.hpp"
 
 #include <sched.h>
@@ -59,8 +88,54 @@ namespace {
 
 constexpr int kMaxHelpDepth = 64;
 constexpr int kRelaxPerPoll = 16;
+constexpr std::size_t kMaxChildren = 256;
 
 thread_local const ThreadPool* current_pool = nullptr;
+thread_local std::size_t current_worker_index = 0;  // meaningful while current_pool is set
+
+// A task submitted by a worker of its own pool ("Helping", steps 1-4): shared by the queue entry and the
+// submitting worker's children list. Whoever claims it first runs `fn`; only the claimer touches `fn`.
+struct Child {
+  std::atomic<int> refs{2};  // the queue entry's and the children list's
+  std::atomic<bool> claimed{false};
+  const detail::StateBase* state;  // compared, never dereferenced (step 4)
+  const char* name;
+  UniqueFunction<detail::TaskOutcome(detail::TaskMode), 32> fn;
+
+  Child(const detail::StateBase* s, detail::PoolTask&& task) noexcept
+      : state(s), name(task.name), fn(std::move(task.fn)) {}
+
+  // acq_rel: the claimer's exchange acquires what the submitter wrote (fn), through the ring's release/acquire
+  // or program order; the loser learns only that it lost.
+  [[nodiscard]] bool claim() noexcept { return !claimed.exchange(true, std::memory_order_acq_rel); }
+
+  void release() noexcept {
+    // acq_rel: the deleting side sees the claimer's last use of fn.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+// The queue entry of a Child.
+class ChildEntry {
+ public:
+  explicit ChildEntry(Child* c) noexcept : child_(c) {}
+  ChildEntry(ChildEntry&& o) noexcept : child_(std::exchange(o.child_, nullptr)) {}
+  ChildEntry(const ChildEntry&) = delete;
+  ChildEntry& operator=(const ChildEntry&) = delete;
+  ~ChildEntry() {
+    if (child_ != nullptr) child_->release();
+  }
+
+  detail::TaskOutcome operator()(detail::TaskMode mode) {
+    if (!child_->claim()) return detail::TaskOutcome::skipped;  // the waiting worker ran it already
+    const detail::TaskOutcome outcome = child_->fn(mode);
+    child_->fn = nullptr;
+    return outcome;
+  }
+
+ private:
+  Child* child_;
+};
 
 std::size_t available_cpus() {
   cpu_set_t set;
@@ -91,6 +166,12 @@ struct ThreadPool::Worker {
   std::atomic<std::uint64_t> cancelled{0};
   std::atomic<std::uint32_t> running{0};  // tasks on this worker's stack (more than one while helping)
   int help_depth = 0;                     // worker thread only
+  std::vector<Child*> children;           // worker thread only: tasks its own tasks submitted ("Helping")
+
+  void release_children() noexcept {
+    for (Child* c : children) c->release();
+    children.clear();
+  }
 
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -102,6 +183,8 @@ class ThreadPool::Helper final : public detail::WaitHook {
   Helper(ThreadPool& pool, Worker& worker) : pool_(pool), worker_(worker) {}
 
   bool wait(detail::StateBase& state, const detail::Deadline* deadline) override {
+    run_child(state);  // "Helping", step 2: the awaited sub-task first, at any depth
+    if (state.ready()) return true;
     if (worker_.help_depth >= kMaxHelpDepth) return state.block_until(deadline);
     bool registered = false;
     detail::PoolTask task;
@@ -132,6 +215,31 @@ class ThreadPool::Helper final : public detail::WaitHook {
       std::atomic_thread_fence(std::memory_order_seq_cst);  // protocol step 2 (woken)
       // A producer's wake-up may have picked this waiter; if it returns without taking the task, pass it on.
       if (state.ready() && pool_.any_ready()) pool_.wake_worker();
+    }
+  }
+
+  /// Runs the task behind `state` here, if this worker submitted it and nobody has claimed it yet.
+  void run_child(const detail::StateBase& state) {
+    auto& children = worker_.children;
+    for (std::size_t i = children.size(); i-- > 0;) {
+      Child* c = children[i];
+      if (c->state != &state) continue;
+      // The newest match is the only one that can be unclaimed (step 4); older ones are stale.
+      children.erase(children.begin() + static_cast<std::ptrdiff_t>(i));
+      // Step 3: counted before the claim, so the discarding side (whose failed claim comes after this
+      // claim, and so after this increment) never takes ran_early_ below zero.
+      pool_.ran_early_.fetch_add(1, std::memory_order_relaxed);
+      if (!c->claim()) {
+        pool_.ran_early_.fetch_sub(1, std::memory_order_relaxed);  // a worker popped it and runs it
+      } else {
+        detail::PoolTask task{std::move(c->fn), c->name};
+        c->fn = nullptr;
+        ++worker_.help_depth;
+        pool_.run_task(&worker_, task, 0);
+        --worker_.help_depth;
+      }
+      c->release();
+      return;
     }
   }
 
@@ -168,7 +276,7 @@ ThreadPool::ThreadPool(ThreadPoolOptions options)
   std::lock_guard lock(control_mutex_);
   try {
     for (std::size_t i = 0; i < threads; ++i) {
-      workers_[i].thread = std::thread([this, w = &workers_[i]] { worker_main(*w); });
+      start_worker(workers_[i]);
       target_threads_.store(i + 1, std::memory_order_release);
     }
   } catch (...) {
@@ -196,6 +304,17 @@ ThreadPool::~ThreadPool() {
 
 bool ThreadPool::in_pool() const noexcept { return current_pool == this; }
 
+void ThreadPool::start_worker(Worker& w) {
+  // Protocol step 6: the worker counts as live (and busy) from before its thread exists.
+  live_.fetch_add(1, std::memory_order_seq_cst);
+  try {
+    w.thread = std::thread([this, &w] { worker_main(w); });
+  } catch (...) {
+    live_.fetch_sub(1, std::memory_order_seq_cst);
+    throw;
+  }
+}
+
 ThreadPool::Ring* ThreadPool::ring_for(Priority p) {
   const auto level = static_cast<std::size_t>(p);
   if (level >= kPriorityLevels) throw std::invalid_argument("weft::ThreadPool: invalid priority");
@@ -206,18 +325,58 @@ ThreadPool::Ring* ThreadPool::ring_for(Priority p) {
   if (stopping_.load(std::memory_order_relaxed)) throw BrokenExecutor();
   ring_owner_[level] = std::make_unique<Ring>(capacity_);
   rings_[level].store(ring_owner_[level].get(), std::memory_order_release);
+  // The mask changes only under levels_mutex_. When a second level appears, record when: the stand-in stamp
+  // of the tasks pushed unstamped until now. The release below publishes it to pop(), which loads the mask
+  // with acquire before it reads any stamp.
+  const std::uint32_t before = levels_mask_.load(std::memory_order_relaxed);
+  if (before != 0 && (before & (before - 1)) == 0) {
+    multi_level_since_.store(detail::ticks(), std::memory_order_relaxed);
+  }
   levels_mask_.fetch_or(1u << level, std::memory_order_release);
   return ring_owner_[level].get();
 }
 
-void ThreadPool::enqueue(const TaskOptions& options, detail::PoolTask&& task, bool detached) {
+bool ThreadPool::make_room_for_child(Worker& w) {
+  auto& children = w.children;
+  if (children.size() >= kMaxChildren) {
+    std::size_t kept = 0;
+    for (Child* c : children) {
+      if (c->claimed.load(std::memory_order_acquire)) {
+        c->release();  // run already (by anyone): nothing left to do early
+      } else {
+        children[kept++] = c;
+      }
+    }
+    children.resize(kept);
+    if (kept >= kMaxChildren) return false;
+  }
+  children.reserve(kMaxChildren);  // once per worker: push_back below then never allocates
+  return true;
+}
+
+void ThreadPool::enqueue(const TaskOptions& options, detail::PoolTask&& task, bool detached,
+                         const detail::StateBase* awaited) {
   Ring* ring = ring_for(options.priority);
+  Worker* const self = current_pool == this ? &workers_[current_worker_index] : nullptr;
+  // "Helping", step 1: a sub-task submitted by one of this pool's tasks may be run early by its waiter.
+  Child* child = nullptr;
+  if (awaited != nullptr && self != nullptr && make_room_for_child(*self)) {
+    child = new Child(awaited, std::move(task));
+    task.fn = ChildEntry(child);
+  }
+  struct ListRef {  // the children list's reference, dropped unless the task is queued and listed
+    Child* c;
+    ~ListRef() {
+      if (c != nullptr) c->release();
+    }
+  } list_ref{child};
   // Stamps cost ~10 ns; they matter only for aging between levels and for traces.
   const std::uint32_t mask = levels_mask_.load(std::memory_order_relaxed);
   const std::uint64_t stamp = ((mask & (mask - 1)) != 0 || trace::enabled()) ? detail::ticks() : 0;
   for (;;) {
     switch (ring->try_emplace(stamp, std::move(task))) {
       case detail::PushResult::ok:
+        if (child != nullptr) self->children.push_back(std::exchange(list_ref.c, nullptr));
         wake_worker();
         return;
       case detail::PushResult::closed:
@@ -233,6 +392,14 @@ void ThreadPool::enqueue(const TaskOptions& options, detail::PoolTask&& task, bo
     }
     if (overflow_ == Overflow::caller_runs) {
       run_task(nullptr, task, stamp);
+      return;
+    }
+    // Overflow::block on one of this pool's own workers: only the workers make room, so waiting could
+    // deadlock the pool. Run the task here instead, as a function call (as Overflow::caller_runs would).
+    if (self != nullptr) {
+      ++self->help_depth;
+      run_task(self, task, stamp);
+      --self->help_depth;
       return;
     }
     // Overflow::block: spin a little, then sleep until a pop makes room (protocol step 5).
@@ -281,12 +448,14 @@ bool ThreadPool::pop(detail::PoolTask& out, std::uint64_t& stamp) {
   } else {
     // Aging: choose the head with the highest level·aging + waited; fall back to any level if it was taken.
     const std::uint64_t now = detail::ticks();
+    const std::uint64_t unstamped = multi_level_since_.load(std::memory_order_relaxed);  // see ring_for()
     int best = -1;
     std::uint64_t best_score = 0;
     for (std::uint32_t m = mask; m != 0; m &= m - 1) {
       const int level = std::countr_zero(m);
       if (auto s = rings_[level].load(std::memory_order_relaxed)->peek_stamp()) {
-        const std::uint64_t waited = now > *s ? now - *s : 0;
+        const std::uint64_t submitted = *s != 0 ? *s : unstamped;
+        const std::uint64_t waited = now > submitted ? now - submitted : 0;
         const std::uint64_t score = static_cast<std::uint64_t>(level) * aging_ticks_ + waited;
         if (best < 0 || score > best_score) {
           best = level;
@@ -326,25 +495,35 @@ void ThreadPool::run_task(Worker* w, detail::PoolTask& task, std::uint64_t stamp
     const std::uint64_t start = detail::ticks();
     outcome = task.fn(mode);
     const std::uint64_t end = detail::ticks();
-    trace::record(trace::Span{task.name != nullptr ? task.name : "task", stamp, stamp != 0 ? stamp : start, start,
-                              end, trace_id_, w != nullptr ? static_cast<std::uint32_t>(w->index) : 0xffffffffu,
-                              outcome == detail::TaskOutcome::failed});
+    if (outcome != detail::TaskOutcome::skipped) {  // a skipped entry's task was traced where it ran
+      trace::record(trace::Span{task.name != nullptr ? task.name : "task", stamp, stamp != 0 ? stamp : start, start,
+                                end, trace_id_,
+                                w != nullptr ? static_cast<std::uint32_t>(w->index) : trace::kCallerWorker,
+                                outcome == detail::TaskOutcome::failed});
+    }
   } else {
     outcome = task.fn(mode);
   }
   task.fn = nullptr;  // release what the task captured now, not when the slot variable is reused
+  if (outcome == detail::TaskOutcome::skipped) {
+    ran_early_.fetch_sub(1, std::memory_order_relaxed);  // "Helping", step 3: the entry is gone now
+    if (w != nullptr) w->running.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
   if (w != nullptr) {
     w->running.fetch_sub(1, std::memory_order_relaxed);
     switch (outcome) {
       case detail::TaskOutcome::completed: Worker::bump(w->completed); break;
       case detail::TaskOutcome::failed: Worker::bump(w->failed); break;
       case detail::TaskOutcome::cancelled: Worker::bump(w->cancelled); break;
+      case detail::TaskOutcome::skipped: break;
     }
   } else {
     switch (outcome) {
       case detail::TaskOutcome::completed: caller_completed_.fetch_add(1, std::memory_order_relaxed); break;
       case detail::TaskOutcome::failed: caller_failed_.fetch_add(1, std::memory_order_relaxed); break;
       case detail::TaskOutcome::cancelled: shutdown_cancelled_.fetch_add(1, std::memory_order_relaxed); break;
+      case detail::TaskOutcome::skipped: break;
     }
   }
 }
@@ -352,9 +531,10 @@ void ThreadPool::run_task(Worker* w, detail::PoolTask& task, std::uint64_t stamp
 void ThreadPool::worker_main(Worker& w) {
   this_thread::set_name(name_ + "-" + std::to_string(w.index));
   current_pool = this;
+  current_worker_index = w.index;
   Helper helper(*this, w);
   detail::WaitHook* previous = detail::exchange_wait_hook(&helper);
-  live_.fetch_add(1, std::memory_order_seq_cst);
+  // live_ was incremented by start_worker() (protocol step 6).
 
   detail::PoolTask task;
   std::uint64_t stamp = 0;
@@ -364,6 +544,7 @@ void ThreadPool::worker_main(Worker& w) {
     if (pop(task, stamp)) {
       if (std::exchange(woken, false) && any_ready()) wake_worker();
       run_task(&w, task, stamp);
+      if (!w.children.empty()) w.release_children();  // "Helping", step 5
       continue;
     }
     if (stopping_.load(std::memory_order_acquire) && all_drained()) break;
@@ -382,11 +563,13 @@ void ThreadPool::worker_main(Worker& w) {
       woken = false;
       if (last_spinner && any_ready()) wake_worker();  // protocol step 4
       run_task(&w, task, stamp);
+      if (!w.children.empty()) w.release_children();  // "Helping", step 5
       continue;
     }
     woken = park(w);
   }
 
+  w.release_children();
   live_.fetch_sub(1, std::memory_order_seq_cst);
   idle_ec_.notify_all();
   if (any_ready()) wake_worker();  // a retiring worker may have taken a wake-up meant for the others
@@ -426,9 +609,13 @@ void ThreadPool::shutdown(Shutdown mode) {
     detail::PoolTask task;
     std::uint64_t stamp = 0;
     while (pop(task, stamp)) {
-      task.fn(detail::TaskMode::cancel);
+      const detail::TaskOutcome outcome = task.fn(detail::TaskMode::cancel);
       task.fn = nullptr;
-      shutdown_cancelled_.fetch_add(1, std::memory_order_relaxed);
+      if (outcome == detail::TaskOutcome::skipped) {
+        ran_early_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        shutdown_cancelled_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   }
   work_ec_->notify_all();  // shutdown step 3
@@ -453,7 +640,7 @@ void ThreadPool::resize(std::size_t threads) {
   if (threads > current) {
     for (std::size_t i = current; i < threads; ++i) {
       workers_[i].retire.store(false, std::memory_order_relaxed);
-      workers_[i].thread = std::thread([this, w = &workers_[i]] { worker_main(*w); });
+      start_worker(workers_[i]);
       target_threads_.store(i + 1, std::memory_order_release);
     }
   } else if (threads < current) {
@@ -500,6 +687,8 @@ ThreadPoolStats ThreadPool::stats() const {
   for (std::uint32_t m = levels_mask_.load(std::memory_order_acquire); m != 0; m &= m - 1) {
     s.queued += rings_[std::countr_zero(m)].load(std::memory_order_relaxed)->size();
   }
+  const std::uint64_t early = ran_early_.load(std::memory_order_relaxed);  // "Helping", step 3
+  s.queued = s.queued > early ? s.queued - early : 0;
   return s;
 }
 

@@ -457,6 +457,21 @@ std::vector<TaskStats> summarize() {
   return rows;
 }
 
+// The name as a table cell: control characters (which would break the layout) become '?'.
+std::string printable(std::string_view name) {
+  std::string out(name);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
+  }
+  return out;
+}
+
+// Columns a cell takes: UTF-8 continuation bytes take none (wide characters are counted as one).
+std::size_t display_width(std::string_view cell) noexcept {
+  const auto starts_a_character = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; };
+  return static_cast<std::size_t>(std::count_if(cell.begin(), cell.end(), starts_a_character));
+}
+
 std::string format_summary(const std::vector<TaskStats>& rows) {
   constexpr std::size_t kColumns = 9;
   using Row = std::array<std::string, kColumns>;
@@ -465,18 +480,18 @@ std::string format_summary(const std::vector<TaskStats>& rows) {
   cells.push_back(
       {"task", "count", "failed", "total ms", "mean us", "p50 us", "p99 us", "wait p50 us", "wait p99 us"});
   for (const TaskStats& t : rows) {
-    cells.push_back({t.name, std::to_string(t.count), std::to_string(t.failed), fixed(t.total_ms, 3),
+    cells.push_back({printable(t.name), std::to_string(t.count), std::to_string(t.failed), fixed(t.total_ms, 3),
                      fixed(t.mean_us, 2), fixed(t.p50_us, 2), fixed(t.p99_us, 2), fixed(t.wait_p50_us, 2),
                      fixed(t.wait_p99_us, 2)});
   }
   std::array<std::size_t, kColumns> width{};
   for (const Row& row : cells) {
-    for (std::size_t c = 0; c < kColumns; ++c) width[c] = std::max(width[c], row[c].size());
+    for (std::size_t c = 0; c < kColumns; ++c) width[c] = std::max(width[c], display_width(row[c]));
   }
   std::string out;
   for (const Row& row : cells) {
     for (std::size_t c = 0; c < kColumns; ++c) {
-      const std::size_t pad = width[c] - row[c].size();
+      const std::size_t pad = width[c] - display_width(row[c]);
       if (c == 0) {  // Names left-aligned, figures right-aligned.
         out += row[c];
         out.append(pad, ' ');
@@ -545,7 +560,7 @@ void write_chrome_json(std::ostream& out) {
   for (const auto& [e, w] : workers) {
     metadata("thread_name", e, w);
     buf += "\"name\":";
-    append_json_string(buf, "worker " + std::to_string(w));
+    append_json_string(buf, w == kCallerWorker ? std::string("caller") : "worker " + std::to_string(w));
     buf += "}}";
     metadata("thread_sort_index", e, w);
     buf += "\"sort_index\":";

@@ -85,11 +85,12 @@ struct Json {
   double num = 0;
   std::string str;
   std::vector<Json> arr;
-  std::vector<std::pair<std::string, Json>> obj;
+  std::vector<std::string> keys;  // An object: keys[i] names values[i]. (A vector of pairs would need
+  std::vector<Json> values;       // Json complete; a vector of Json itself may be declared before.)
 
   const Json* get(std::string_view key) const {
-    for (const auto& [k, v] : obj) {
-      if (k == key) return &v;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) return &values[i];
     }
     return nullptr;
   }
@@ -141,9 +142,9 @@ class JsonParser {
       }
       for (;;) {
         if (peek() != '"') fail("expected a key");
-        std::string key = string();
+        v.keys.push_back(string());
         expect(':');
-        v.obj.emplace_back(std::move(key), value());
+        v.values.push_back(value());
         if (peek() == ',') {
           ++i_;
           continue;
@@ -577,12 +578,13 @@ TEST_F(Trace, FormatSummaryAlignsColumns) {
   rows[1].name = "t";
   rows[1].count = 1;
   rows[1].failed = 1;
+  rows.push_back(tr::TaskStats{.name = "caf\xC3\xA9\n\x01"});  // Two bytes, one column; control characters.
   const std::string table = tr::format_summary(rows);
 
   std::vector<std::string> lines;
   std::istringstream in(table);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0].find("task"), 0u);
   for (const char* column : {"count", "failed", "total ms", "mean us", "p50 us", "p99 us", "wait p50 us",
                              "wait p99 us"}) {
@@ -593,9 +595,16 @@ TEST_F(Trace, FormatSummaryAlignsColumns) {
   EXPECT_NE(lines[1].find("12345"), std::string::npos);
   EXPECT_NE(lines[1].find("1.500"), std::string::npos);
   EXPECT_NE(lines[1].find("123456.79"), std::string::npos);
-  // Aligned: every line has the same length, and right-aligned columns end at the same place.
-  EXPECT_EQ(lines[1].size(), lines[0].size());
-  EXPECT_EQ(lines[2].size(), lines[0].size());
+  EXPECT_EQ(lines[3].find("caf\xC3\xA9?? "), 0u);
+  // Aligned: every line is as wide as the header (counted in characters, not bytes), and right-aligned
+  // columns end at the same place.
+  const auto columns = [](const std::string& line) {
+    return std::count_if(line.begin(), line.end(),
+                         [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+  };
+  EXPECT_EQ(columns(lines[1]), columns(lines[0]));
+  EXPECT_EQ(columns(lines[2]), columns(lines[0]));
+  EXPECT_EQ(columns(lines[3]), columns(lines[0]));
   const auto count_end = [](const std::string& line, const std::string& cell) {
     return line.find(cell) + cell.size();
   };

@@ -30,6 +30,17 @@ class UniqueFunction<R(Args...), InlineSize> {
     void (*destroy)(void* self) noexcept;
   };
 
+  // std::invoke_r (C++23): a callable whose result is discarded may be stored in a UniqueFunction<void(...)>
+  // (the constructor accepts it), and `return f();` does not compile in a function returning void.
+  template <class F>
+  static R call(F& f, Args&&... args) {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(f, std::forward<Args>(args)...);
+    } else {
+      return std::invoke(f, std::forward<Args>(args)...);
+    }
+  }
+
   template <class F>
   static constexpr bool fits_inline =
       sizeof(F) <= InlineSize && alignof(F) <= alignof(std::max_align_t) &&
@@ -38,7 +49,7 @@ class UniqueFunction<R(Args...), InlineSize> {
   template <class F>
   static constexpr Ops inline_ops{
       [](void* self, Args&&... args) -> R {
-        return std::invoke(*static_cast<F*>(self), std::forward<Args>(args)...);
+        return call(*static_cast<F*>(self), std::forward<Args>(args)...);
       },
       [](void* dst, void* src) noexcept {
         ::new (dst) F(std::move(*static_cast<F*>(src)));
@@ -49,7 +60,7 @@ class UniqueFunction<R(Args...), InlineSize> {
   template <class F>
   static constexpr Ops heap_ops{
       [](void* self, Args&&... args) -> R {
-        return std::invoke(**static_cast<F**>(self), std::forward<Args>(args)...);
+        return call(**static_cast<F**>(self), std::forward<Args>(args)...);
       },
       [](void* dst, void* src) noexcept { *static_cast<F**>(dst) = *static_cast<F**>(src); },
       [](void* self) noexcept { delete *static_cast<F**>(self); }};

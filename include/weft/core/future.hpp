@@ -43,19 +43,39 @@ Future<T> adopt_future(SharedState<T>* s) noexcept;
 template <class T>
 SharedState<T>* state_of(const Future<T>& f) noexcept;
 
+// Calling a continuation with the value: f(T&&), or f() for T = void. `result` is the std::invoke_result
+// trait itself (not its ::type), so naming it is valid even when the call is not.
+template <class F, class T>
+struct ValueCall {
+  static constexpr bool ok = std::is_invocable_v<F&, T&&>;
+  using result = std::invoke_result<F&, T&&>;
+};
+template <class F>
+struct ValueCall<F, void> {
+  static constexpr bool ok = std::is_invocable_v<F&>;
+  using result = std::invoke_result<F&>;
+};
+
 // The result type of a continuation f applied to a ready Future<T>: f(T) (or f() for void) is preferred;
 // f(Future<T>) is used when the value form does not fit.
 template <class F, class T>
 struct ContinuationTraits {
-  static constexpr bool takes_value =
-      std::is_void_v<T> ? std::is_invocable_v<F&> : std::is_invocable_v<F&, T&&>;
+  static constexpr bool takes_value = ValueCall<F, T>::ok;
   static constexpr bool takes_future = std::is_invocable_v<F&, Future<T>&&>;
   static_assert(takes_value || takes_future,
                 "then(f): f must be callable with the value (T&&, or nothing for Future<void>) or with Future<T>&&");
-  using raw = typename std::conditional_t<
-      takes_value,
-      std::conditional_t<std::is_void_v<T>, std::invoke_result<F&>, std::invoke_result<F&, std::conditional_t<std::is_void_v<T>, int, T>&&>>,
-      std::invoke_result<F&, Future<T>&&>>::type;
+  using raw = typename std::conditional_t<takes_value, typename ValueCall<F, T>::result,
+                                          std::invoke_result<F&, Future<T>&&>>::type;
+};
+
+// The value type of then()'s result: U when the continuation returns Future<U> (flattened), else its result.
+template <class Raw>
+struct Flattened {
+  using type = Raw;
+};
+template <class U>
+struct Flattened<Future<U>> {
+  using type = U;
 };
 
 template <class F, class T>
@@ -234,8 +254,7 @@ class Future {
   template <class F>
   auto then(F&& f) && {
     using Raw = typename detail::ContinuationTraits<std::decay_t<F>, T>::raw;
-    using R = typename std::conditional_t<detail::IsFuture<Raw>::value, detail::IsFuture<Raw>,
-                                          std::type_identity<Raw>>::type;
+    using R = typename detail::Flattened<Raw>::type;
     Promise<R> p;
     Future<R> out = p.get_future();
     auto* src = std::exchange(state_, nullptr);
@@ -342,6 +361,10 @@ decltype(auto) invoke_continuation(F& f, Future<T>&& src) {
 template <class T>
 void forward_into(Future<T>&& src, Promise<T>&& dst) {
   SharedState<T>* s = state_of(src);
+  if (s == nullptr) {
+    dst.set_exception(std::make_exception_ptr(FutureError("weft: then(f): f returned an invalid future")));
+    return;
+  }
   s->add_ref();
   s->add_callback([s, dst = std::move(dst)]() mutable {
     Future<T> ready_src = adopt_future(s);

@@ -13,7 +13,10 @@
 //   level + waited / aging, so a task that has waited `aging` counts one level higher. A steady stream of
 //   high-priority work therefore cannot starve low-priority work; tasks of one level run in FIFO order.
 // - Waiting inside the pool helps: a task that waits on any weft::Future (including one of this pool) runs
-//   other queued tasks of this pool meanwhile, so it never deadlocks the pool (see "Hazards").
+//   other queued tasks of this pool meanwhile, so it never deadlocks the pool (see "Hazards"). If the future
+//   is that of a task it submitted itself and no worker has started yet, it runs that task at once, as a
+//   function call, so recursive work (a task that submits sub-tasks and waits for them) nests only as deep
+//   as its own recursion, even on one worker.
 // - No exception is swallowed: a submitted task's exception reaches its future; a posted task's exception
 //   reaches `on_error` (default: the unhandled-exception handler, which logs to stderr).
 // - Idle workers spin for `spin` (default 50 µs), then sleep on a futex: an idle pool uses no CPU.
@@ -23,10 +26,12 @@
 //
 // Hazards:
 // - A task that waits on a future runs other tasks on its own stack while it waits. Do not hold a lock across
-//   such a wait that those tasks may need; and the nesting is bounded (64 levels), past which the wait blocks.
-// - With Overflow::block, a task that submits to its own full pool blocks its worker until space appears;
-//   if every worker does that, the pool deadlocks. Tasks that submit work of their own should use a pool
-//   with Overflow::caller_runs or reject.
+//   such a wait that those tasks may need. Running queued tasks of others while waiting is bounded (64 levels
+//   of nesting), past which the wait blocks; running the awaited sub-task itself is not (it costs the stack
+//   that calling it would).
+// - With Overflow::block, a task that submits to its own full pool does not wait for space (only the
+//   workers make room, so that could deadlock the pool): it runs the new task at once, itself, as
+//   Overflow::caller_runs does. Do not hold a lock across such a submit that the new task may need.
 #pragma once
 
 #include <array>
@@ -59,7 +64,8 @@ inline constexpr std::size_t kPriorityLevels = 5;
 
 /// What submit()/post() do when the task's priority level already holds `capacity` waiting tasks.
 enum class Overflow {
-  block,        ///< the producer waits for space (back-pressure); default
+  block,        ///< the producer waits for space (back-pressure); default. A worker of the pool itself runs
+                ///< the task at once instead, since only the workers could make that space.
   reject,       ///< submit: the future fails with QueueFull; post: throws QueueFull
   caller_runs,  ///< the producer runs the task itself, at once
 };
@@ -103,7 +109,9 @@ struct ThreadPoolStats {
 namespace detail {
 
 enum class TaskMode : std::uint8_t { run, cancel, reject };
-enum class TaskOutcome : std::uint8_t { completed, failed, cancelled };
+// skipped: the queue entry of a task that a waiting worker already ran (see "Helping" in thread_pool.cpp);
+// nothing to count.
+enum class TaskOutcome : std::uint8_t { completed, failed, cancelled, skipped };
 
 // One queued task: 48 bytes, so that a ring slot (sequence + stamp + task) is one cache line.
 struct PoolTask {
@@ -206,6 +214,7 @@ class ThreadPool {
   /// shutdown. At the capacity limit: blocks, returns a future failed with QueueFull, or runs f at once,
   /// by the pool's Overflow policy.
   template <class F, class... Args>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, TaskOptions>)
   auto submit(F&& f, Args&&... args) {
     return submit(TaskOptions{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
@@ -219,15 +228,18 @@ class ThreadPool {
     using Fn = decltype(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
     auto* state = new detail::SharedState<R>();  // two references: the task's and the future's
     Future<R> future = detail::adopt_future(state);
-    enqueue(options, detail::PoolTask{detail::FutureTask<R, Fn>(
-                                          state, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...)),
-                                      options.name});
+    enqueue(options,
+            detail::PoolTask{detail::FutureTask<R, Fn>(
+                                 state, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...)),
+                             options.name},
+            /*detached=*/false, state);
     return future;
   }
 
   /// Queues f(args...) with no future: an exception it throws goes to on_error. Throws BrokenExecutor after
   /// shutdown, and QueueFull at the capacity limit under Overflow::reject.
   template <class F, class... Args>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, TaskOptions>)
   void post(F&& f, Args&&... args) {
     post(TaskOptions{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
@@ -281,7 +293,9 @@ class ThreadPool {
   class Helper;
   friend class Helper;
 
-  void enqueue(const TaskOptions& options, detail::PoolTask&& task, bool detached = false);
+  // `awaited`: the state of the task's future (null for post); lets a worker that waits on it run it.
+  void enqueue(const TaskOptions& options, detail::PoolTask&& task, bool detached = false,
+               const detail::StateBase* awaited = nullptr);
   detail::MpmcRing<detail::PoolTask>* ring_for(Priority p);
   bool pop(detail::PoolTask& out, std::uint64_t& stamp);
   bool any_ready() const noexcept;
@@ -290,6 +304,8 @@ class ThreadPool {
   void wake_worker() noexcept;
   void notify_space() noexcept;
   void worker_main(Worker& w);
+  void start_worker(Worker& w);
+  bool make_room_for_child(Worker& w);
   bool park(Worker& w);
 
   using Ring = detail::MpmcRing<detail::PoolTask>;
@@ -307,6 +323,8 @@ class ThreadPool {
   std::array<std::atomic<Ring*>, kPriorityLevels> rings_{};
   std::array<std::unique_ptr<Ring>, kPriorityLevels> ring_owner_;
   std::atomic<std::uint32_t> levels_mask_{0};
+  // ticks() when a second level came into use: the stand-in stamp of tasks pushed unstamped before that.
+  std::atomic<std::uint64_t> multi_level_since_{0};
   std::mutex levels_mutex_;  // makes rings; also orders ring creation against shutdown's close
 
   // Sleep/wake (protocol at the top of thread_pool.cpp). work_ec_ is shared because a future's
@@ -316,7 +334,7 @@ class ThreadPool {
   EventCount idle_ec_;                         // wait_idle() sleeps here
   alignas(64) std::atomic<std::uint32_t> spinning_{0};  // workers spinning for work
   std::atomic<std::uint32_t> parked_{0};                // workers asleep in work_ec_ with nothing to do
-  std::atomic<std::uint32_t> live_{0};                  // workers inside worker_main
+  std::atomic<std::uint32_t> live_{0};                  // workers started and not yet exited
   std::atomic<bool> wake_pending_{false};        // a wake-up is on its way to a sleeping worker
   std::atomic<bool> space_wake_pending_{false};  // likewise to blocked producers
   std::atomic<bool> stopping_{false};
@@ -327,6 +345,7 @@ class ThreadPool {
   std::atomic<std::uint64_t> shutdown_cancelled_{0};  // cancelled by shutdown() on the calling thread
   std::atomic<std::uint64_t> caller_completed_{0};    // Overflow::caller_runs tasks
   std::atomic<std::uint64_t> caller_failed_{0};
+  std::atomic<std::uint64_t> ran_early_{0};  // queue entries whose task a waiting worker already ran
 
   // One slot per possible worker (max_threads_), made at construction and never moved, so stats() can read
   // the counters without a lock. A slot's thread object is guarded by control_mutex_.

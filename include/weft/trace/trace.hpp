@@ -32,6 +32,9 @@ namespace weft::trace {
 
 /// One task's life: when it was submitted, when it ran, on which executor and worker.
 /// Times are weft::detail::ticks() values; convert with weft::detail::ns_per_tick().
+/// Span::worker of a task that ran on the thread that submitted it (e.g. Overflow::caller_runs).
+inline constexpr std::uint32_t kCallerWorker = 0xffffffffu;
+
 struct Span {
   const char* name = nullptr;   ///< Task name; must outlive the trace (a string literal, or from intern()).
   std::uint64_t id = 0;         ///< Task id within the executor (any unique-ish number; 0 if unknown).
@@ -39,7 +42,7 @@ struct Span {
   std::uint64_t start = 0;      ///< ticks() when the task started running.
   std::uint64_t end = 0;        ///< ticks() when it finished.
   std::uint32_t executor = 0;   ///< From register_executor(); 0 = unnamed.
-  std::uint32_t worker = 0;     ///< Worker index inside the executor.
+  std::uint32_t worker = 0;     ///< Worker index inside the executor; kCallerWorker: run by the submitting thread.
   bool failed = false;          ///< The task threw.
 };
 
@@ -67,8 +70,10 @@ void disable() noexcept;
 
 /// Appends `s` to the calling thread's buffer; does nothing while tracing is off. When the thread already
 /// holds max_spans_per_thread spans, or memory for a new chunk cannot be had, the span is dropped and
-/// counted in dropped(). Lock-free except on a thread's first span, after a clear(), and when the buffer
-/// needs a new chunk of memory. Thread-safe; never throws.
+/// counted in dropped(). Lock-free and allocation-free except: a thread's first span, and its first span
+/// after a clear(), take the registry lock (and wait while a snapshot() copies); every 4096th span
+/// allocates a chunk; a limit raised by enable() after the thread's first span may take the lock once
+/// to grow the thread's chunk table. Thread-safe; never throws.
 /// Hazard: `s.name` is stored as a pointer, not copied: pass a string literal or a pointer from intern().
 void record(const Span& s) noexcept;
 
@@ -121,7 +126,8 @@ struct TaskStats {
 std::vector<TaskStats> summarize();
 
 /// Formats `rows` as a plain-text table: a header row, then one aligned row per entry, '\n' after each.
-/// Thread-safe (pure). Throws std::bad_alloc.
+/// Control characters in names are shown as '?'; alignment counts UTF-8 characters, so names with
+/// double-width characters (CJK) push their row to the right. Thread-safe (pure). Throws std::bad_alloc.
 std::string format_summary(const std::vector<TaskStats>& rows);
 
 /// Writes every span as Chrome trace-event JSON (the format the Perfetto UI and chrome://tracing open):

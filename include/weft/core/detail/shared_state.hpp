@@ -47,7 +47,8 @@ class StateBase {
   static constexpr std::uint32_t kReady = 3;
   // Set together with kReady, never unset.
   static constexpr std::uint32_t kHasException = 1u << 2;
-  static constexpr std::uint32_t kCancelled = 1u << 3;  // implies kHasException (a Cancelled is stored)
+  static constexpr std::uint32_t kCancelled = 1u << 3;  // set on entering kSetting by cancel(); with kReady it
+                                                         // comes with kHasException (a Cancelled is stored)
   // Some thread is blocked (or about to block) in futex_wait; only the publisher acts on it.
   static constexpr std::uint32_t kWaiters = 1u << 4;
   static_assert((kSetting | 1u) == kReady, "publishing is a fetch_or of bit 0 onto kSetting");
@@ -77,7 +78,9 @@ class StateBase {
     std::uint32_t s = state_.load(std::memory_order_relaxed);
     do {
       if ((s & kPhaseMask) != kPending) return false;
-    } while (!state_.compare_exchange_weak(s, (s & ~kPhaseMask) | kSetting, std::memory_order_acq_rel,
+      // kCancelled goes in with kSetting, so a producer racing to set a value sees it and drops the value
+      // instead of reporting a double set.
+    } while (!state_.compare_exchange_weak(s, (s & ~kPhaseMask) | kSetting | kCancelled, std::memory_order_acq_rel,
                                            std::memory_order_relaxed));
     exception_ = std::make_exception_ptr(Cancelled());
     publish(kHasException | kCancelled);

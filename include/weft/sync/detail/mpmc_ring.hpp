@@ -2,12 +2,16 @@
 //
 // The algorithm is D. Vyukov's bounded MPMC queue (2010): every slot carries a sequence number that says
 // whose turn it is. For position p (a 64-bit counter that never wraps in practice) the slot is i = p mod cap:
-//  - a producer may fill slot i for position p when seq == p; it claims p with a CAS on tail_, writes the
-//    value, and publishes with seq = p + 1 (release; pairs with the consumer's acquire load of seq);
-//  - a consumer may take it when seq == p + 1; it claims p with a CAS on head_, moves the value out, and
-//    hands the slot to the next lap with seq = p + cap (release; pairs with the producer's acquire load).
-//  seq < p (producer) means the slot still holds last lap's value: the ring is full. seq < p + 1 (consumer)
-//  means nothing was published there yet: empty.
+//  - a producer may fill slot i for position p when seq == 2p; it claims p with a CAS on tail_, writes the
+//    value, and publishes with seq = 2p + 1 (release; pairs with the consumer's acquire load of seq);
+//  - a consumer may take it when seq == 2p + 1; it claims p with a CAS on head_, moves the value out, and
+//    hands the slot to the next lap with seq = 2(p + cap) (release; pairs with the producer's acquire load).
+//  seq < 2p (producer) means the slot still holds last lap's value: the ring is full. seq < 2p + 1
+//  (consumer) means nothing was published there yet: empty.
+// Departure from the paper: the paper uses seq == p (free), p + 1 (full) and p + cap (free for the next
+// lap). With cap == 1 "full for p" and "free for p + 1" are then the same number, so a second producer
+// overwrote an unconsumed value and the consumer spun forever. Doubling the sequence keeps the two states
+// apart for every capacity: free states are even, full states odd.
 // Departure from the paper: bit 63 of tail_ is a "closed" flag. close() sets it with fetch_or, so every
 // later claim CAS (which expects the bit clear) fails and the producer sees kClosed; positions claimed before
 // the close are still published and consumed. drained() = closed and head_ caught up with tail_: nothing
@@ -55,7 +59,7 @@ class MpmcRing {
     const std::uint64_t tail = tail_.load(std::memory_order_relaxed) & ~kClosed;
     for (; head < tail; ++head) {
       Slot& s = slot(head);
-      if (s.seq.load(std::memory_order_relaxed) == head + 1) s.value()->~T();
+      if (s.seq.load(std::memory_order_relaxed) == full_seq(head)) s.value()->~T();
     }
   }
 
@@ -71,13 +75,13 @@ class MpmcRing {
       if ((pos & kClosed) != 0) return PushResult::closed;
       Slot& s = slot(pos);
       const std::uint64_t seq = s.seq.load(std::memory_order_acquire);  // pairs with the consumer's release
-      const auto diff = static_cast<std::int64_t>(seq - pos);
+      const auto diff = static_cast<std::int64_t>(seq - free_seq(pos));
       if (diff == 0) {
         // relaxed: the CAS only arbitrates between producers; the slot's data is published through seq.
         if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
           ::new (static_cast<void*>(s.storage)) T(std::forward<A>(args)...);
           s.stamp.store(stamp, std::memory_order_relaxed);
-          s.seq.store(pos + 1, std::memory_order_release);  // pairs with the consumer's acquire load
+          s.seq.store(full_seq(pos), std::memory_order_release);  // pairs with the consumer's acquire load
           return PushResult::ok;
         }
       } else if (diff < 0) {
@@ -95,14 +99,15 @@ class MpmcRing {
     for (;;) {
       Slot& s = slot(pos);
       const std::uint64_t seq = s.seq.load(std::memory_order_acquire);  // pairs with the producer's release
-      const auto diff = static_cast<std::int64_t>(seq - (pos + 1));
+      const auto diff = static_cast<std::int64_t>(seq - full_seq(pos));
       if (diff == 0) {
         if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
           T* v = s.value();
           if (stamp != nullptr) *stamp = s.stamp.load(std::memory_order_relaxed);
           out = std::move(*v);
           v->~T();
-          s.seq.store(pos + capacity_, std::memory_order_release);  // pairs with the producer's acquire load
+          // pairs with the producer's acquire load
+          s.seq.store(free_seq(pos + capacity_), std::memory_order_release);
           return true;
         }
       } else if (diff < 0) {
@@ -118,14 +123,14 @@ class MpmcRing {
   std::optional<std::uint64_t> peek_stamp() const noexcept {
     const std::uint64_t pos = head_.load(std::memory_order_relaxed);
     const Slot& s = slot(pos);
-    if (s.seq.load(std::memory_order_acquire) != pos + 1) return std::nullopt;
+    if (s.seq.load(std::memory_order_acquire) != full_seq(pos)) return std::nullopt;
     return s.stamp.load(std::memory_order_relaxed);
   }
 
   /// True when something is published at the head (a hint, like peek_stamp()).
   bool has_ready() const noexcept {
     const std::uint64_t pos = head_.load(std::memory_order_relaxed);
-    return slot(pos).seq.load(std::memory_order_acquire) == pos + 1;
+    return slot(pos).seq.load(std::memory_order_acquire) == full_seq(pos);
   }
 
   /// Stops all further pushes (they return closed). Idempotent. Returns true for the call that closed it.
@@ -148,12 +153,15 @@ class MpmcRing {
 
  private:
   static bool is_pow2(std::size_t n) noexcept { return n != 0 && (n & (n - 1)) == 0; }
+  // Slot sequence values (see the top of the file): even = free for position p, odd = holds p's value.
+  static constexpr std::uint64_t free_seq(std::uint64_t pos) noexcept { return 2 * pos; }
+  static constexpr std::uint64_t full_seq(std::uint64_t pos) noexcept { return 2 * pos + 1; }
 
   static std::unique_ptr<Slot[]> make_slots(std::size_t capacity) {
     if (capacity == 0) throw std::invalid_argument("weft: a ring needs a capacity of at least 1");
     std::unique_ptr<Slot[]> slots(new Slot[capacity]);
     for (std::size_t i = 0; i < capacity; ++i) {
-      slots[i].seq.store(i, std::memory_order_relaxed);
+      slots[i].seq.store(free_seq(i), std::memory_order_relaxed);
       slots[i].stamp.store(0, std::memory_order_relaxed);
     }
     return slots;

@@ -1,0 +1,34 @@
+// tools/weft/demo.hpp — `weft demo`: a real workload through each implemented part of weft, no server.
+//
+// It counts the primes below a limit in chunks on a ThreadPool (with a live progress display driven by
+// futures completing), repeats the count on one thread for the speedup, chains futures with then() and
+// when_all, streams results through a Channel, records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
+// a summary table. Every result is checked; a wrong count is a non-zero exit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "command.hpp"
+
+namespace weft::cli {
+
+struct DemoOptions {
+  std::uint64_t limit = 10'000'000;                  ///< count the primes below this (at most 2^32)
+  std::uint64_t chunk = 100'000;                     ///< numbers per task
+  std::size_t threads = 0;                           ///< pool workers; 0: every available core
+  std::string trace_path = "weft-demo.trace.json";  ///< where the Chrome trace goes
+  bool quiet = false;                                ///< no progress display
+};
+
+/// Runs the demo: the report goes to stdout, progress to stderr. Returns 0 when every check passed, 1
+/// otherwise. Throws what weft throws (for instance std::system_error when the trace file cannot be written).
+int run_demo(const DemoOptions& options);
+
+/// Adds the `demo` subcommand to `app`.
+Command add_demo_command(CLI::App& app);
+
+}  // namespace weft::cli
