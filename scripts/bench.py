@@ -312,20 +312,22 @@ NOTES = """## Notes
 - This machine has {cpus} CPUs, so these figures show the cost per task and the contention between two
   workers and a producer; they cannot show how any pool scales beyond two cores. What the design does for
   many cores: weft::ThreadPool keeps one bounded lock-free ring per priority level (Vyukov's MPMC queue, a
-  cache line per slot) and has no global lock; a producer pays one fence and a load when no worker sleeps
-  (a futex wake-up only when one does, and at most one in flight); idle workers spin for 50 µs, then sleep
-  on a futex, so an idle pool costs no CPU.
+  cache line per slot) and takes no lock on the task path; a producer pays one fence and a load or two when
+  no worker sleeps, and makes a futex wake-up only when one does (at most one in flight); idle workers spin
+  for 50 µs, then sleep on a futex, so an idle pool costs no CPU. All workers still pop from the same ring
+  head, one CAS each, so that head is where many cores would contend; work-stealing is ForkJoinPool's job.
 - The producer is a third thread on two cores for weft, Asio and the textbook pool (2 workers + the thread
   that posts); oneTBB's arena of 2 slots is the posting thread plus one worker, which helps in
-  task_group::wait(). Every contender is given the same tiny task: a relaxed load + store on a counter of
-  the running thread; every run checks that exactly {tasks:,} tasks ran (and, with futures, the sum of the
+  task_group::wait(). Every contender runs the same tiny task: a relaxed load + store on a counter of the
+  running thread; every run checks that exactly {tasks:,} tasks ran (and, with futures, the sum of the
   values got).
 - Timed region: from the first post to the moment the last task is known done (wait_idle(), wait(), join(),
   or the last get()); making and destroying the pool are outside it. CPU s is the whole process's user +
   system time over that region (getrusage), so it includes spinning and sleeping/waking overhead.
-- The machine was not otherwise idle: the load average is shown at the top. Ratios come from medians of
-  the same run with the contenders alternating, which spreads such noise over all of them; the min – max
-  columns show how large it was.
+- The second weft row uses a capacity that holds the whole burst, so the producer never waits for space.
+  A ring slot is 64 bytes whether used or not: capacity 16,384 is 1 MiB per priority level in use.
+- {load_note} Ratios come from medians of the same run with the contenders alternating, which spreads
+  machine noise over all of them; the min – max columns show how large it was.
 """
 
 
@@ -366,7 +368,13 @@ def render(data: dict, tasks_text: str, others: dict, mach_before: dict, mach_af
             lines += ["Console output of the same run, verbatim:", "", "```", result["text"].rstrip(), "```", ""]
         else:
             lines += text_section(name, result["text"])
-    lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"])]
+    busiest = max(mach_before["load"][0], mach_after["load"][0])
+    if busiest > 0.5 * (mach_before["cpus"] or 1):
+        load_note = (f"Other work shared the machine during this run (1-minute load average up to {busiest:.1f} "
+                     f"on {mach_before['cpus']} CPUs), so absolute rates are noisy.")
+    else:
+        load_note = f"The machine was quiet during this run (1-minute load average at most {busiest:.1f})."
+    lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"], load_note=load_note)]
     lines += ["<details><summary>bench_tasks output</summary>", "", "```", tasks_text.rstrip(), "```", "",
               "</details>", ""]
     return "\n".join(lines)

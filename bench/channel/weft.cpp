@@ -23,6 +23,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "weft/sync/channel.hpp"
@@ -81,6 +82,8 @@ BENCHMARK(weft_channel)
 // the repetitions, and their ratio.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  explicit RatioReporter(std::string command) : command_(std::move(command)) {}
+
   bool ReportContext(const Context& context) override {
     cpus_ = context.cpu_info.num_cpus;
     return ConsoleReporter::ReportContext(context);
@@ -104,6 +107,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::FILE* out = stdout;
     std::fflush(out);
     std::fprintf(out, "\nChannel throughput, 8-byte messages, %d CPUs (median of the repetitions)\n", cpus_);
+    std::fprintf(out, "command: %s\n", command_.c_str());
     std::fprintf(out, "%-26s %16s %16s %16s\n", "case", "weft Mmsg/s", "moodycamel Mmsg/s", "weft/moodycamel");
     for (auto& [args, by_contender] : rates_) {
       const double weft = by_contender["weft"].get();
@@ -126,6 +130,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     }
   };
 
+  std::string command_;
   int cpus_ = 0;
   std::map<std::string, std::map<std::string, Rates>> rates_;  // args → contender → messages/s
 };
@@ -145,7 +150,9 @@ int main(int argc, char** argv) {
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
-  RatioReporter reporter;
+  std::string command = "bench_channel";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  RatioReporter reporter(command);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

@@ -11,14 +11,11 @@
 //   bench_tasks [--tasks N] [--threads N] [--reps N] [--warmup N] [--settle-ms N] [--idle-seconds S]
 //               [--only SUBSTRING] [--json FILE]
 #include <sys/resource.h>
-#include <sys/utsname.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <ctime>
 #include <deque>
 #include <fstream>
 #include <iostream>

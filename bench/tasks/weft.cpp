@@ -1,6 +1,5 @@
 // bench/tasks/weft.cpp — weft::ThreadPool: post() + wait_idle(), and submit() + Future<int>::get().
 #include <chrono>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>

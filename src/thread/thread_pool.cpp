@@ -12,26 +12,46 @@
 // Sleep/wake protocol (no lost wake-ups; a producer pays one fence and two loads when nobody sleeps, and
 // at most one futex wake is in flight at a time, so a burst of pushes does not become a burst of syscalls):
 //  1. A worker with nothing to do spins for `spin` (spinning_ counts such workers), polling the rings.
-//  2. Giving up, it leaves spinning_ (seq_cst RMW), clears wake_pending_, registers in work_ec_
-//     (prepare_wait: RMW + seq_cst fence), and re-checks the rings. Work found: cancel_wait, run it.
-//     Otherwise it futex-sleeps. Woken, it clears wake_pending_, issues a seq_cst fence and looks again.
+//  2. Giving up, it leaves spinning_ (seq_cst RMW), registers in work_ec_ (prepare_wait: RMW + seq_cst
+//     fence), then clears wake_pending_ (release), issues a seq_cst fence and re-checks the rings. Work
+//     found: cancel_wait, run it. Otherwise it futex-sleeps. Woken, it clears wake_pending_, issues a seq_cst
+//     fence and looks again.
 //  3. A producer pushes (the ring's release store), issues a seq_cst fence, and reads spinning_: a spinning
 //     worker will find the task, so it wakes nobody. Otherwise, if work_ec_ has waiters and no wake-up is
 //     already on its way (wake_pending_ false → true), it wakes one.
 //     Why nothing is lost: the fences in 2 and 3 are Dekker's. If the producer read spinning_ (or
 //     wake_pending_) before the worker's change of it, the worker's fence comes after the producer's in
 //     the single order of seq_cst fences, so the worker's re-check sees the task. Otherwise the producer sees
-//     the worker registered, with wake_pending_ cleared, and wakes it. A wake_pending_ left set with nobody
-//     asleep (the waiter cancelled) is cleared by the next worker that parks, before it registers.
-//  4. A worker that finds a task right after waking, or as the last spinner, wakes one more worker if work
-//     is still queued, so a burst fans out to sleeping workers one wake-up at a time.
-//  5. A producer blocked by a full ring (Overflow::block) follows steps 2-3 on space_ec_ with
-//     space_wake_pending_; a consumer notifies space_ec_ after every pop (fence + load when nobody is blocked).
+//     the worker registered, with wake_pending_ cleared, and wakes it: its exchange read the worker's
+//     release store, so its notify counts the worker among the waiters and bumps the epoch past its key.
+//     Why the worker clears wake_pending_ only once registered: the flag can be left set by a notify that
+//     found no registered waiter (the one it was meant for saw the task and cancelled — and that worker may
+//     then block inside its task for as long as it likes, e.g. until other queued tasks run). Were the flag
+//     cleared before registering, a producer could set it in between, and every later push would skip the
+//     wake-up of the worker that then went to sleep: a pool with idle workers and queued tasks.
+//  4. A worker that finds a task right after park() — woken, or having cancelled its sleep because the
+//     re-check found work — or as the last spinner, wakes one more worker if work is still queued, so a
+//     burst fans out to sleeping workers one wake-up at a time. The cancelled case matters: producers that
+//     saw this worker spinning woke nobody for any of their tasks, and it takes only one of them. (Without
+//     it, a worker that took the first of a burst and then blocked in it left the rest of the burst queued
+//     beside sleeping workers.)
+//  5. A producer blocked by a full ring (Overflow::block) sleeps on space_ec_ the same way: a consumer
+//     notifies space_ec_ after every pop (fence + load when nobody is blocked), at most one notify_all in
+//     flight (space_wake_pending_), and the producer registers (prepare_wait) before it clears the flag,
+//     then fences and re-checks for room. A notifier that sets the flag after the clear sees the producer
+//     registered and wakes it; one that saw the flag still set popped before the fence, so the re-check
+//     sees that room — or, if another producer took it, the ring is full again and the next pop finds the
+//     flag clear and notifies. (A producer that finds room leaves for good, so here the flag left set by a
+//     notify that found no waiter was never cleared at all when producers cleared it before registering.)
 //  6. wait_idle(): a worker about to sleep with nothing queued increments parked_; when parked_ reaches
-//     live_, it notifies idle_ec_. wait_idle() re-checks parked_ == live_ and empty rings around its own
-//     prepare_wait on idle_ec_. live_ is incremented by the thread that starts a worker, before the thread
-//     exists (and decremented by the worker as it exits), so a worker that has not reached worker_main yet
-//     already counts as busy: wait_idle() cannot return before every started worker has come to rest.
+//     live_, it notifies idle_ec_. wait_idle() re-checks, after its own prepare_wait on idle_ec_, that the
+//     rings are empty and then (after a seq_cst fence) that parked_ == live_. The order matters: a woken
+//     worker decrements parked_, fences, then pops, so if wait_idle() finds a ring emptied by such a pop, it
+//     also finds that worker no longer parked. (Read the other way round, it could count as asleep a worker
+//     that then woke and popped the last task, and return while that task ran.) live_ is incremented by the
+//     thread that starts a worker, before the thread exists (and decremented by the worker as it exits), so
+//     a worker that has not reached worker_main yet already counts as busy: wait_idle() cannot return
+//     before every started worker has come to rest.
 //
 // Shutdown protocol:
 //  1. Under levels_mutex_ (so no ring is created afterwards): stopping_ = true, cancel_pending_ for
@@ -187,12 +207,14 @@ class ThreadPool::Helper final : public detail::WaitHook {
     if (state.ready()) return true;
     if (worker_.help_depth >= kMaxHelpDepth) return state.block_until(deadline);
     bool registered = false;
+    bool after_sleep = false;  // back from a sleep, woken or cancelled: fan out like worker_main (step 4)
     detail::PoolTask task;
     std::uint64_t stamp = 0;
     for (;;) {
       if (state.ready()) return true;
       if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) return state.ready();
       if (pool_.pop(task, stamp)) {
+        if (std::exchange(after_sleep, false) && pool_.any_ready()) pool_.wake_worker();
         ++worker_.help_depth;
         pool_.run_task(&worker_, task, stamp);
         --worker_.help_depth;
@@ -204,16 +226,20 @@ class ThreadPool::Helper final : public detail::WaitHook {
         registered = true;
         continue;
       }
-      pool_.wake_pending_.store(false, std::memory_order_relaxed);
+      // Protocol step 2, as in park(): register, clear wake_pending_, fence, re-check.
       const EventCount::Key key = pool_.work_ec_->prepare_wait();
+      pool_.wake_pending_.store(false, std::memory_order_release);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
       if (state.ready() || pool_.any_ready()) {
         pool_.work_ec_->cancel_wait();
-        continue;
+      } else {
+        pool_.work_ec_->wait(key, deadline);
+        pool_.wake_pending_.store(false, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);  // protocol step 2 (woken)
       }
-      pool_.work_ec_->wait(key, deadline);
-      pool_.wake_pending_.store(false, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_seq_cst);  // protocol step 2 (woken)
-      // A producer's wake-up may have picked this waiter; if it returns without taking the task, pass it on.
+      after_sleep = true;
+      // A producer's wake-up may have been meant for this waiter; if it returns without taking the task, it
+      // passes the wake-up on.
       if (state.ready() && pool_.any_ready()) pool_.wake_worker();
     }
   }
@@ -410,8 +436,14 @@ void ThreadPool::enqueue(const TaskOptions& options, detail::PoolTask&& task, bo
       room = ring->size() < ring->capacity() || ring->closed();
     } while (!room && detail::ticks() < until);
     if (room) continue;
-    space_wake_pending_.store(false, std::memory_order_relaxed);
+    // Protocol step 5: register first, then clear the flag, then re-check after a fence.
     const EventCount::Key key = space_ec_.prepare_wait();
+    // release: pairs with notify_space()'s exchange, so a notifier that sets the flag after this store also
+    // sees this waiter registered, and its epoch bump comes after `key`: it wakes us.
+    space_wake_pending_.store(false, std::memory_order_release);
+    // A notifier that still saw the flag set (and so did not notify) read it before the store above: its pop
+    // is ordered before this fence, and the re-check below sees the room it made.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (ring->size() < ring->capacity() || ring->closed()) {
       space_ec_.cancel_wait();
       continue;
@@ -538,7 +570,7 @@ void ThreadPool::worker_main(Worker& w) {
 
   detail::PoolTask task;
   std::uint64_t stamp = 0;
-  bool woken = false;  // just back from park(): fan out if more work is queued (protocol step 4)
+  bool woken = false;  // back from park(), woken or not: fan out if more work is queued (protocol step 4)
   for (;;) {
     if (w.retire.load(std::memory_order_acquire)) break;  // shrinking: leave even while work is queued
     if (pop(task, stamp)) {
@@ -566,7 +598,8 @@ void ThreadPool::worker_main(Worker& w) {
       if (!w.children.empty()) w.release_children();  // "Helping", step 5
       continue;
     }
-    woken = park(w);
+    park(w);
+    woken = true;
   }
 
   w.release_children();
@@ -577,13 +610,18 @@ void ThreadPool::worker_main(Worker& w) {
   current_pool = nullptr;
 }
 
-bool ThreadPool::park(Worker& w) {
-  // Protocol step 2.
-  wake_pending_.store(false, std::memory_order_relaxed);
+void ThreadPool::park(Worker& w) {
+  // Protocol step 2: register, then clear wake_pending_, then fence and re-check (see step 3 for why).
   const EventCount::Key key = work_ec_->prepare_wait();
+  // release: pairs with wake_worker()'s exchange, so a producer that sets the flag after this store sees
+  // this worker registered, and its epoch bump comes after `key`.
+  wake_pending_.store(false, std::memory_order_release);
+  // A producer that still saw the flag set (and did not notify) read it before the store above: its push
+  // precedes this fence, so the re-check below sees it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   if (any_ready() || w.retire.load(std::memory_order_acquire) || stopping_.load(std::memory_order_acquire)) {
     work_ec_->cancel_wait();
-    return false;
+    return;
   }
   // Protocol step 6.
   if (parked_.fetch_add(1, std::memory_order_seq_cst) + 1 == live_.load(std::memory_order_seq_cst)) {
@@ -592,8 +630,9 @@ bool ThreadPool::park(Worker& w) {
   work_ec_->wait(key);
   parked_.fetch_sub(1, std::memory_order_seq_cst);
   wake_pending_.store(false, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // the woken worker's re-check follows this fence
-  return true;
+  // The woken worker's re-check follows this fence; so does its next pop, which wait_idle() relies on: a
+  // pop it can see comes after this worker left parked_ (protocol step 6).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 void ThreadPool::shutdown(Shutdown mode) {
@@ -662,7 +701,13 @@ void ThreadPool::wait_idle() {
   };
   for (;;) {
     const EventCount::Key key = idle_ec_.prepare_wait();
-    if (parked_.load(std::memory_order_seq_cst) == live_.load(std::memory_order_seq_cst) && !queued()) {
+    // Protocol step 6: the queues first, then parked_. A woken worker leaves parked_ before it pops (with a
+    // fence between, in park()), so if a task is already gone from the queue, the fence below makes the read
+    // of parked_ see that worker as busy. Read the other way round, parked_ could still count a worker that
+    // then woke, popped the last task and was running it when the queues were found empty.
+    const bool empty = !queued();
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in park() after waking
+    if (empty && parked_.load(std::memory_order_seq_cst) == live_.load(std::memory_order_seq_cst)) {
       idle_ec_.cancel_wait();
       return;
     }

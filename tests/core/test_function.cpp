@@ -38,8 +38,8 @@ struct Counted {
   ~Counted() { ++census->destroyed; }
   int operator()(int x) const { return x + static_cast<int>(Pad); }
 };
-using SmallCounted = Counted<8>;     // 16 bytes: inline
-using LargeCounted = Counted<256>;   // heap
+using SmallCounted = Counted<8>;    // 16 bytes: inline
+using LargeCounted = Counted<256>;  // heap
 
 // Same size as SmallCounted, but its move may throw, so it must go to the heap to keep moves noexcept.
 struct ThrowingMove {
@@ -90,6 +90,8 @@ TEST(UniqueFunction, CallsFunctionPointersLambdasAndMemberPointers) {
   EXPECT_EQ(calls, 2);
 }
 
+// Regression: a value-returning callable was accepted by the constructor of UniqueFunction<void()> but did
+// not compile (`return f();` in a function returning void).
 TEST(UniqueFunction, DiscardsTheResultForVoidSignature) {
   int n = 0;
   UniqueFunction<void()> f = [&n] { return ++n; };  // a result that is thrown away
@@ -195,9 +197,7 @@ TEST(UniqueFunction, SmallCallableIsDestroyedExactlyOnce) { check_lifetime_throu
 
 TEST(UniqueFunction, LargeCallableIsDestroyedExactlyOnce) { check_lifetime_through_moves<LargeCounted>(); }
 
-TEST(UniqueFunction, ThrowingMoveCallableIsDestroyedExactlyOnce) {
-  check_lifetime_through_moves<ThrowingMove>();
-}
+TEST(UniqueFunction, ThrowingMoveCallableIsDestroyedExactlyOnce) { check_lifetime_through_moves<ThrowingMove>(); }
 
 TEST(UniqueFunction, LargeCallableIsNotCopiedWhenMoved) {
   // A heap-held callable is relocated by moving the pointer: no move constructor runs on a move.

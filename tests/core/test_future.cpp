@@ -448,6 +448,38 @@ TEST(Future, WaitForReturnsWhenSetFromAnotherThread) {
   EXPECT_EQ(f.get(), 3);
 }
 
+// Regression: wait_for(nanoseconds::max()) — "no limit" — overflowed the deadline into the past (undefined
+// behaviour, and in practice an immediate timeout).
+TEST(Future, DeadlinesSaturateInsteadOfOverflowing) {
+  using Clock = std::chrono::steady_clock;
+  const auto now = Clock::now();
+  EXPECT_EQ(weft::detail::deadline_after(std::chrono::nanoseconds::max()), Clock::time_point::max());
+  EXPECT_EQ(weft::detail::deadline_after(std::chrono::hours::max()), Clock::time_point::max());
+  EXPECT_EQ(weft::detail::deadline_after(std::chrono::duration<double>(1e30)), Clock::time_point::max());
+  const auto past = weft::detail::deadline_after(std::chrono::nanoseconds::min());
+  const auto minus_one = weft::detail::deadline_after(-1s);
+  const auto later = Clock::now();
+  EXPECT_LE(past, later);
+  EXPECT_LE(minus_one, later);
+  const auto soon = weft::detail::deadline_after(1ms);
+  EXPECT_GE(soon, now + 1ms);
+  EXPECT_LT(soon, Clock::time_point::max());
+}
+
+TEST(Future, WaitWithoutLimitWaitsForTheValue) {
+  Promise<int> p;
+  auto f = p.get_future();
+  std::latch go(1);
+  std::jthread producer([&] {
+    go.wait();
+    p.set_value(6);
+  });
+  go.count_down();
+  EXPECT_TRUE(f.wait_for(std::chrono::nanoseconds::max()));
+  EXPECT_TRUE(f.wait_for(std::chrono::hours::max()));
+  EXPECT_EQ(f.get_for(std::chrono::nanoseconds::max()), 6);
+}
+
 TEST(Future, WaitIsRepeatableAndDoesNotConsume) {
   auto f = weft::make_ready_future(std::string("s"));
   f.wait();
@@ -465,7 +497,7 @@ TEST(Future, CancelBeforeStartSucceeds) {
   EXPECT_TRUE(f.ready());
   EXPECT_TRUE(f.cancelled());
   EXPECT_TRUE(p.cancelled());
-  EXPECT_FALSE(p.try_start());  // the producer learns not to run the work
+  EXPECT_FALSE(p.try_start());   // the producer learns not to run the work
   EXPECT_FALSE(p.set_value(1));  // dropped, not an error
   EXPECT_FALSE(p.set_exception(std::make_exception_ptr(Custom(1))));
   EXPECT_FALSE(f.cancel());  // only once
@@ -655,9 +687,7 @@ TEST(FutureOnDone, HandlerIsRestored) {
   // The default handler must be back after CapturedErrors: install one, then check ours is what was there.
   auto probe = [](std::exception_ptr, std::string_view) {};
   auto previous = weft::set_unhandled_exception_handler(probe);
-  {
-    CapturedErrors captured;
-  }
+  { CapturedErrors captured; }
   auto mine = weft::set_unhandled_exception_handler(std::move(previous));
   ASSERT_TRUE(mine);
   EXPECT_NE(mine.target<decltype(probe)>(), nullptr);
@@ -676,6 +706,7 @@ TEST(FutureThen, ValueForm) {
   EXPECT_EQ(g.get(), "42");
 }
 
+// Regression: then() on a Future<void> did not compile (the continuation traits formed void&&).
 TEST(FutureThen, VoidSourceAndVoidResult) {
   Promise<void> p;
   int ran = 0;
@@ -756,6 +787,7 @@ TEST(FutureThen, CancelledSourcePassesCancelledThrough) {
   EXPECT_FALSE(ran);
 }
 
+// Regression: a continuation returning Future<U> gave a Future<std::true_type> (the IsFuture trait's ::type).
 TEST(FutureThen, FlattensAContinuationReturningAFuture) {
   Promise<int> source;
   Promise<std::string> inner;
@@ -789,6 +821,7 @@ TEST(FutureThen, FlattenedInnerFailurePropagates) {
   EXPECT_EQ(ff.get(), 6);
 }
 
+// Regression: an invalid Future returned by the continuation was dereferenced (null state).
 TEST(FutureThen, ContinuationReturningAnInvalidFutureFailsWithFutureError) {
   auto g = weft::make_ready_future(1).then([](int) { return Future<int>(); });
   EXPECT_THROW(g.get(), weft::FutureError);
@@ -895,8 +928,9 @@ TEST(FutureThen, OnExecutorRunsOnAPoolWorker) {
   EXPECT_NO_THROW(v.get_for(kLong));
   EXPECT_TRUE(void_in_pool.load());
 
-  auto ff = weft::make_exceptional_future<int>(std::make_exception_ptr(Custom(6)))
-                .then(pool, [&](Future<int> f) { return pool.in_pool() && f.exception() != nullptr; });
+  auto ff = weft::make_exceptional_future<int>(std::make_exception_ptr(Custom(6))).then(pool, [&](Future<int> f) {
+    return pool.in_pool() && f.exception() != nullptr;
+  });
   EXPECT_TRUE(ff.get_for(kLong));
 }
 
@@ -915,6 +949,22 @@ TEST(FutureThen, OnExecutorExceptionSkipsValueForm) {
     EXPECT_EQ(&e, address_in<Custom>(thrown));
   }
   EXPECT_FALSE(ran.load());
+}
+
+// Regression: then(executor, f) with f returning Future<U> gave Future<Future<U>>, unlike then(f).
+TEST(FutureThen, OnExecutorFlattensAReturnedFuture) {
+  weft::ThreadPool pool(1);
+  Promise<std::string> inner;
+  auto inner_f = std::make_shared<Future<std::string>>(inner.get_future());
+  auto g = weft::make_ready_future(1).then(pool, [inner_f](int) { return std::move(*inner_f); });
+  static_assert(std::is_same_v<decltype(g), Future<std::string>>);
+  inner.set_value("late");
+  EXPECT_EQ(g.get_for(kLong), "late");
+
+  auto failing = weft::make_ready_future().then(
+      pool, [] { return weft::make_exceptional_future<int>(std::make_exception_ptr(Custom(5))); });
+  static_assert(std::is_same_v<decltype(failing), Future<int>>);
+  EXPECT_THROW(failing.get_for(kLong), Custom);
 }
 
 TEST(FutureThen, OnShutDownExecutorCarriesBrokenExecutor) {
@@ -964,6 +1014,31 @@ TEST(Future, MakeExceptionalFuture) {
 
 // ---- races ---------------------------------------------------------------------------------------------
 
+// Runs `rounds` rounds of a race on `n` threads that live for the whole test (starting a thread is slow
+// under ThreadSanitizer): each round, setup(r) runs on this thread, then body(t, r) runs on every thread t,
+// all released at once, then check(r) runs here once all of them have returned.
+template <class Setup, class Body, class Check>
+void race_rounds(int rounds, int n, Setup setup, Body body, Check check) {
+  std::barrier<> sync(n + 1);
+  std::vector<std::jthread> threads;
+  threads.reserve(static_cast<std::size_t>(n));
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < rounds; ++r) {
+        sync.arrive_and_wait();  // round r is set up
+        body(t, r);
+        sync.arrive_and_wait();  // round r is done
+      }
+    });
+  }
+  for (int r = 0; r < rounds; ++r) {
+    setup(r);
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    check(r);
+  }
+}
+
 // Each round, four threads start together on one fresh promise/future pair:
 //   producer: set_value (in odd rounds first try_start(), as an executor does),
 //   canceller: cancel(),
@@ -975,7 +1050,6 @@ TEST(Future, MakeExceptionalFuture) {
 TEST(FutureStress, SetValueRacesWaitOnDoneAndCancel) {
   constexpr int kRounds = 2000;
   constexpr int kCallbacks = 3;
-  constexpr std::ptrdiff_t kThreads = 4;
 
   struct Round {
     Promise<int> promise;
@@ -989,66 +1063,57 @@ TEST(FutureStress, SetValueRacesWaitOnDoneAndCancel) {
     bool waiter_saw_cancelled = false;
     std::exception_ptr waiter_error;
   };
-
-  std::barrier<> sync(kThreads + 1);
   std::unique_ptr<Round> round;
   int failures = 0;
 
-  auto worker = [&](int role) {
-    for (int i = 0; i < kRounds; ++i) {
-      sync.arrive_and_wait();  // round i is set up
-      Round& r = *round;
-      switch (role) {
-        case 0:
-          try {
-            if ((i & 1) != 0) r.started = r.promise.try_start();
-            if (r.started) r.set_ok = r.promise.set_value(r.value);
-          } catch (const weft::FutureError&) {
-            r.set_threw = true;
-          }
-          break;
-        case 1:
-          r.cancel_ok = r.future.cancel();
-          break;
-        case 2:
-          r.future.wait();
-          r.waiter_saw_cancelled = r.future.cancelled();
-          r.waiter_error = r.future.exception();
-          break;
-        default:
-          for (int k = 0; k < kCallbacks; ++k) r.future.on_done([&r] { r.callbacks.fetch_add(1); });
-          break;
-      }
-      sync.arrive_and_wait();  // round i is done
-    }
-  };
-  std::vector<std::jthread> threads;
-  round = std::make_unique<Round>();
-  for (int role = 0; role < kThreads; ++role) threads.emplace_back(worker, role);
-
-  for (int i = 0; i < kRounds; ++i) {
-    round->future = round->promise.get_future();
-    round->value = i;
-    sync.arrive_and_wait();
-    sync.arrive_and_wait();
-    Round& r = *round;
-    const bool started_ok = (i & 1) == 0 || r.started == !r.cancel_ok;
-    const bool ok = !r.set_threw && (r.set_ok != r.cancel_ok) && started_ok &&
-                    r.waiter_saw_cancelled == r.cancel_ok && (r.waiter_error != nullptr) == r.cancel_ok &&
-                    r.callbacks.load() == kCallbacks;
-    if (!ok && ++failures <= 5) {
-      ADD_FAILURE() << "round " << i << ": set_ok=" << r.set_ok << " set_threw=" << r.set_threw
-                    << " started=" << r.started << " cancel_ok=" << r.cancel_ok
-                    << " waiter_saw_cancelled=" << r.waiter_saw_cancelled << " callbacks=" << r.callbacks.load();
-    }
-    if (r.cancel_ok) {
-      EXPECT_THROW(r.future.get(), weft::Cancelled);
-    } else {
-      EXPECT_EQ(r.future.get(), i);
-    }
-    round = std::make_unique<Round>();  // the old promise and future are released here
-  }
-  threads.clear();
+  race_rounds(
+      kRounds, 4,
+      [&](int i) {
+        round = std::make_unique<Round>();  // the previous round's promise and future are released here
+        round->future = round->promise.get_future();
+        round->value = i;
+      },
+      [&](int role, int i) {
+        Round& r = *round;
+        switch (role) {
+          case 0:
+            try {
+              if ((i & 1) != 0) r.started = r.promise.try_start();
+              if (r.started) r.set_ok = r.promise.set_value(r.value);
+            } catch (const weft::FutureError&) {
+              r.set_threw = true;
+            }
+            break;
+          case 1:
+            r.cancel_ok = r.future.cancel();
+            break;
+          case 2:
+            r.future.wait();
+            r.waiter_saw_cancelled = r.future.cancelled();
+            r.waiter_error = r.future.exception();
+            break;
+          default:
+            for (int k = 0; k < kCallbacks; ++k) r.future.on_done([&r] { r.callbacks.fetch_add(1); });
+            break;
+        }
+      },
+      [&](int i) {
+        Round& r = *round;
+        const bool started_ok = (i & 1) == 0 || r.started == !r.cancel_ok;
+        const bool ok = !r.set_threw && (r.set_ok != r.cancel_ok) && started_ok &&
+                        r.waiter_saw_cancelled == r.cancel_ok && (r.waiter_error != nullptr) == r.cancel_ok &&
+                        r.callbacks.load() == kCallbacks;
+        if (!ok && ++failures <= 5) {
+          ADD_FAILURE() << "round " << i << ": set_ok=" << r.set_ok << " set_threw=" << r.set_threw
+                        << " started=" << r.started << " cancel_ok=" << r.cancel_ok
+                        << " waiter_saw_cancelled=" << r.waiter_saw_cancelled << " callbacks=" << r.callbacks.load();
+        }
+        if (r.cancel_ok) {
+          EXPECT_THROW(r.future.get(), weft::Cancelled);
+        } else {
+          EXPECT_EQ(r.future.get(), i);
+        }
+      });
   EXPECT_EQ(failures, 0);
 }
 
@@ -1115,103 +1180,122 @@ TEST(FutureStress, SetValueRacesCancelHeadOn) {
 
 // Many threads add callbacks while another completes the future: each callback runs once, none is lost.
 TEST(FutureStress, ManyRegistrarsRaceCompletion) {
-  constexpr int kRounds = 200;
+  constexpr int kRounds = 300;
   constexpr int kRegistrars = 4;
   constexpr int kPerThread = 25;
-  for (int round = 0; round < kRounds; ++round) {
-    Promise<int> p;
-    auto f = p.get_future();
-    std::atomic<int> runs{0};
-    std::latch go(kRegistrars + 1);
-    {
-      std::vector<std::jthread> threads;
-      for (int t = 0; t < kRegistrars; ++t) {
-        threads.emplace_back([&] {
-          go.arrive_and_wait();
+  std::unique_ptr<Promise<int>> p;
+  Future<int> f;
+  std::atomic<int> runs{0};
+  race_rounds(
+      kRounds, kRegistrars + 1,
+      [&](int) {
+        p = std::make_unique<Promise<int>>();
+        f = p->get_future();
+        runs.store(0);
+      },
+      [&](int t, int r) {
+        if (t == kRegistrars) {
+          p->set_value(r);
+        } else {
           for (int k = 0; k < kPerThread; ++k) f.on_done([&runs] { runs.fetch_add(1); });
-        });
-      }
-      threads.emplace_back([&] {
-        go.arrive_and_wait();
-        p.set_value(round);
+        }
+      },
+      [&](int r) {
+        EXPECT_EQ(runs.load(), kRegistrars * kPerThread) << "round " << r;
+        EXPECT_EQ(f.get(), r);
       });
-    }
-    ASSERT_EQ(runs.load(), kRegistrars * kPerThread) << "round " << round;
-    ASSERT_EQ(f.get(), round);
-  }
 }
 
 // then() registered on one thread while another sets the value: the continuation runs exactly once.
 TEST(FutureStress, ThenRacesCompletion) {
-  constexpr int kRounds = 500;
-  for (int round = 0; round < kRounds; ++round) {
-    Promise<int> p;
-    auto f = p.get_future();
-    std::atomic<int> runs{0};
-    Future<int> g;
-    std::latch go(2);
-    {
-      std::jthread producer([&] {
-        go.arrive_and_wait();
-        p.set_value(round);
+  constexpr int kRounds = 1000;
+  std::unique_ptr<Promise<int>> p;
+  Future<int> f;
+  Future<int> g;
+  std::atomic<int> runs{0};
+  race_rounds(
+      kRounds, 2,
+      [&](int) {
+        p = std::make_unique<Promise<int>>();
+        f = p->get_future();
+        runs.store(0);
+      },
+      [&](int t, int r) {
+        if (t == 0) {
+          p->set_value(r);
+        } else {
+          g = std::move(f).then([&runs](int x) {
+            runs.fetch_add(1);
+            return x + 1;
+          });
+        }
+      },
+      [&](int r) {
+        EXPECT_EQ(g.get(), r + 1);
+        EXPECT_EQ(runs.load(), 1);
       });
-      go.arrive_and_wait();
-      g = std::move(f).then([&runs](int x) {
-        runs.fetch_add(1);
-        return x + 1;
-      });
-    }
-    ASSERT_EQ(g.get(), round + 1);
-    ASSERT_EQ(runs.load(), 1);
-  }
 }
 
 // A promise destroyed on one thread while others wait with and without a deadline: all see BrokenPromise.
 TEST(FutureStress, BrokenPromiseRacesWaiters) {
-  constexpr int kRounds = 300;
-  for (int round = 0; round < kRounds; ++round) {
-    auto p = std::make_unique<Promise<int>>();
-    auto f = p->get_future();
-    std::latch go(3);
-    bool timed_ready = false;
-    {
-      std::jthread killer([&] {
-        go.arrive_and_wait();
-        p.reset();
+  constexpr int kRounds = 500;
+  std::unique_ptr<Promise<int>> p;
+  Future<int> f;
+  bool timed_ready = false;
+  race_rounds(
+      kRounds, 3,
+      [&](int) {
+        p = std::make_unique<Promise<int>>();
+        f = p->get_future();
+        timed_ready = false;
+      },
+      [&](int t, int) {
+        if (t == 0) {
+          p.reset();
+        } else if (t == 1) {
+          timed_ready = f.wait_for(kLong);
+        } else {
+          f.wait();
+        }
+      },
+      [&](int) {
+        EXPECT_TRUE(timed_ready);
+        EXPECT_THROW(f.get(), weft::BrokenPromise);
       });
-      std::jthread timed([&] {
-        go.arrive_and_wait();
-        timed_ready = f.wait_for(kLong);
-      });
-      go.arrive_and_wait();
-      f.wait();
-    }
-    ASSERT_TRUE(timed_ready);
-    ASSERT_THROW(f.get(), weft::BrokenPromise);
-  }
 }
 
 // Short timed waits racing the value: a wait either sees it or times out, and the future stays usable.
 TEST(FutureStress, TimedWaitRacesSet) {
-  constexpr int kRounds = 300;
+  constexpr int kRounds = 500;
+  std::unique_ptr<Promise<int>> p;
+  Future<int> f;
   int timed_out = 0;
-  for (int round = 0; round < kRounds; ++round) {
-    Promise<int> p;
-    auto f = p.get_future();
-    std::latch go(2);
-    std::jthread producer([&] {
-      go.arrive_and_wait();
-      p.set_value(round);
-    });
-    go.arrive_and_wait();
-    try {
-      ASSERT_EQ(f.get_for(std::chrono::microseconds(round % 50)), round);
-    } catch (const weft::Timeout&) {
-      ++timed_out;
-      ASSERT_TRUE(f.valid());
-      ASSERT_EQ(f.get(), round);
-    }
-  }
+  bool consumed = false;
+  race_rounds(
+      kRounds, 2,
+      [&](int) {
+        p = std::make_unique<Promise<int>>();
+        f = p->get_future();
+        consumed = false;
+      },
+      [&](int t, int r) {
+        if (t == 0) {
+          p->set_value(r);
+          return;
+        }
+        try {
+          EXPECT_EQ(f.get_for(std::chrono::microseconds(r % 50)), r);
+          consumed = true;
+        } catch (const weft::Timeout&) {
+          ++timed_out;
+        }
+      },
+      [&](int r) {
+        EXPECT_EQ(f.valid(), !consumed);
+        if (!consumed) {
+          EXPECT_EQ(f.get(), r);
+        }
+      });
   RecordProperty("timed_out", timed_out);
 }
 

@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstddef>
-#include <latch>
 #include <memory>
 #include <numeric>
 #include <stdexcept>
@@ -44,6 +44,31 @@ struct Batch {
   std::vector<Promise<T>> promises;
   std::vector<Future<T>> futures;
 };
+
+// Runs `rounds` rounds of a race on `n` threads that live for the whole test (starting a thread is slow
+// under ThreadSanitizer): each round, setup(r) runs on this thread, then body(t, r) runs on every thread t,
+// all released at once, then check(r) runs here once all of them have returned.
+template <class Setup, class Body, class Check>
+void race_rounds(int rounds, int n, Setup setup, Body body, Check check) {
+  std::barrier<> sync(n + 1);
+  std::vector<std::jthread> threads;
+  threads.reserve(static_cast<std::size_t>(n));
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < rounds; ++r) {
+        sync.arrive_and_wait();  // round r is set up
+        body(t, r);
+        sync.arrive_and_wait();  // round r is done
+      }
+    });
+  }
+  for (int r = 0; r < rounds; ++r) {
+    setup(r);
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    check(r);
+  }
+}
 
 std::vector<std::size_t> iota(std::size_t n) {
   std::vector<std::size_t> v(n);
@@ -162,26 +187,27 @@ TEST(WhenAll, VariadicOfOneAndOfNone) {
   EXPECT_NO_THROW(none.get());
 }
 
+// Completions from many threads race the registration of when_all's callbacks.
 TEST(WhenAll, InputsCompletedFromManyThreads) {
-  constexpr int kRounds = 50;
+  constexpr int kRounds = 100;
   constexpr std::size_t kFutures = 64;
-  constexpr std::size_t kThreads = 8;
-  for (int round = 0; round < kRounds; ++round) {
-    Batch<std::size_t> b(kFutures);
-    std::latch go(kThreads + 1);
-    std::vector<std::jthread> threads;
-    for (std::size_t t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        go.arrive_and_wait();
-        for (std::size_t i = t; i < kFutures; i += kThreads) b.promises[i].set_value(i);
+  constexpr int kProducers = 4;
+  std::unique_ptr<Batch<std::size_t>> b;
+  Future<std::vector<Future<std::size_t>>> all;
+  race_rounds(
+      kRounds, kProducers + 1, [&](int) { b = std::make_unique<Batch<std::size_t>>(kFutures); },
+      [&](int t, int) {
+        if (t == kProducers) {
+          all = weft::when_all(std::move(b->futures));
+          return;
+        }
+        for (std::size_t i = static_cast<std::size_t>(t); i < kFutures; i += kProducers) b->promises[i].set_value(i);
+      },
+      [&](int r) {
+        auto out = all.get_for(kLong);
+        ASSERT_EQ(out.size(), kFutures) << "round " << r;
+        for (std::size_t i = 0; i < kFutures; ++i) EXPECT_EQ(out[i].get(), i);
       });
-    }
-    go.arrive_and_wait();  // registration races the completions
-    auto all = weft::when_all(std::move(b.futures));
-    auto out = all.get_for(kLong);
-    ASSERT_EQ(out.size(), kFutures);
-    for (std::size_t i = 0; i < kFutures; ++i) ASSERT_EQ(out[i].get(), i);
-  }
 }
 
 // ---- when_any ----------------------------------------------------------------------------------------
@@ -242,27 +268,27 @@ TEST(WhenAny, InvalidFutureThrowsFutureError) {
   EXPECT_THROW(weft::when_any(std::move(v)), weft::FutureError);
 }
 
+// Several inputs complete at once while when_any registers: one winner, and it is ready.
 TEST(WhenAny, ExactlyOneWinnerWhenManyCompleteAtOnce) {
-  constexpr int kRounds = 200;
-  constexpr std::size_t kThreads = 4;
-  for (int round = 0; round < kRounds; ++round) {
-    Batch<int> b(kThreads);
-    std::latch go(kThreads + 1);
-    std::vector<std::jthread> threads;
-    for (std::size_t t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        go.arrive_and_wait();
-        b.promises[t].set_value(static_cast<int>(t));
+  constexpr int kRounds = 300;
+  constexpr int kProducers = 3;
+  std::unique_ptr<Batch<int>> b;
+  Future<weft::WhenAnyResult<int>> any;
+  race_rounds(
+      kRounds, kProducers + 1, [&](int) { b = std::make_unique<Batch<int>>(kProducers); },
+      [&](int t, int) {
+        if (t == kProducers) {
+          any = weft::when_any(std::move(b->futures));
+        } else {
+          b->promises[static_cast<std::size_t>(t)].set_value(t);
+        }
+      },
+      [&](int r) {
+        auto result = any.get_for(kLong);
+        ASSERT_LT(result.index, static_cast<std::size_t>(kProducers)) << "round " << r;
+        ASSERT_TRUE(result.futures[result.index].ready());
+        EXPECT_EQ(result.futures[result.index].get(), static_cast<int>(result.index));
       });
-    }
-    go.arrive_and_wait();
-    auto any = weft::when_any(std::move(b.futures));
-    auto r = any.get_for(kLong);
-    ASSERT_LT(r.index, kThreads);
-    ASSERT_TRUE(r.futures[r.index].ready());
-    ASSERT_EQ(r.futures[r.index].get(), static_cast<int>(r.index));
-    threads.clear();
-  }
 }
 
 // ---- as_completed ------------------------------------------------------------------------------------
@@ -351,7 +377,7 @@ TEST(AsCompleted, TimeoutThrowsTimeout) {
   EXPECT_EQ(it.remaining(), 2u);
   EXPECT_THROW(it.next(), weft::Timeout);
   EXPECT_EQ(it.remaining(), 2u);  // nothing was handed out
-  b.promises[0].set_value(0);  // completing afterwards is harmless
+  b.promises[0].set_value(0);     // completing afterwards is harmless
   b.promises[2].set_value(2);
 }
 
@@ -364,6 +390,18 @@ TEST(AsCompleted, TimeoutRunsFromTheCall) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
   EXPECT_THROW(it.next(), weft::Timeout);  // past the deadline: still a timeout, not a hang
   EXPECT_EQ(it.remaining(), 2u);
+}
+
+TEST(AsCompleted, TimeoutWithoutLimit) {
+  Batch<int> b(2);
+  auto it = weft::as_completed(std::move(b.futures), std::chrono::nanoseconds::max());
+  std::jthread producer([&] {
+    b.promises[1].set_value(1);
+    b.promises[0].set_value(0);
+  });
+  std::vector<std::size_t> seen;
+  for (auto& c : it) seen.push_back(c.index);
+  EXPECT_EQ(seen, (std::vector<std::size_t>{1, 0}));
 }
 
 TEST(AsCompleted, EmptyInput) {
@@ -380,28 +418,34 @@ TEST(AsCompleted, InvalidFutureThrowsFutureError) {
   EXPECT_THROW(weft::as_completed(std::move(v)), weft::FutureError);
 }
 
+// Producers on several threads; the consumer iterates concurrently: every future comes out exactly once.
 TEST(AsCompleted, ManyProducersEveryFutureOnce) {
-  constexpr int kRounds = 20;
+  constexpr int kRounds = 40;
   constexpr std::size_t kFutures = 100;
-  constexpr std::size_t kThreads = 4;
-  for (int round = 0; round < kRounds; ++round) {
-    Batch<std::size_t> b(kFutures);
-    auto it = weft::as_completed(std::move(b.futures), kLong);
-    std::latch go(kThreads);
-    std::vector<std::jthread> threads;
-    for (std::size_t t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        go.arrive_and_wait();
-        for (std::size_t i = t; i < kFutures; i += kThreads) b.promises[i].set_value(i);
+  constexpr int kProducers = 3;
+  std::unique_ptr<Batch<std::size_t>> b;
+  std::unique_ptr<weft::AsCompleted<std::size_t>> it;
+  std::vector<int> count;
+  race_rounds(
+      kRounds, kProducers + 1,
+      [&](int) {
+        b = std::make_unique<Batch<std::size_t>>(kFutures);
+        it = std::make_unique<weft::AsCompleted<std::size_t>>(std::move(b->futures), kLong);
+        count.assign(kFutures, 0);
+      },
+      [&](int t, int) {
+        if (t < kProducers) {
+          for (std::size_t i = static_cast<std::size_t>(t); i < kFutures; i += kProducers) b->promises[i].set_value(i);
+          return;
+        }
+        for (auto& [i, f] : *it) {
+          EXPECT_EQ(f.get(), i);
+          ++count[i];
+        }
+      },
+      [&](int r) {
+        for (std::size_t i = 0; i < kFutures; ++i) EXPECT_EQ(count[i], 1) << "round " << r << " index " << i;
       });
-    }
-    std::vector<int> count(kFutures, 0);
-    for (auto& [i, f] : it) {
-      ASSERT_EQ(f.get(), i);
-      ++count[i];
-    }
-    for (std::size_t i = 0; i < kFutures; ++i) ASSERT_EQ(count[i], 1) << "index " << i;
-  }
 }
 
 // ---- wait --------------------------------------------------------------------------------------------
@@ -486,10 +530,20 @@ TEST(Wait, TimeoutReturnsNotDone) {
   EXPECT_EQ(snap.not_done, (std::vector<std::size_t>{0, 1}));
 }
 
+TEST(Wait, TimeoutWithoutLimit) {
+  Batch<int> b(2);
+  std::jthread producer([&] {
+    for (auto& p : b.promises) p.set_value(1);
+  });
+  auto r = weft::wait(b.futures, weft::ReturnWhen::all_completed, std::chrono::nanoseconds::max());
+  EXPECT_EQ(r.done, iota(2));
+  EXPECT_TRUE(r.not_done.empty());
+}
+
 TEST(Wait, EmptyReturnsAtOnce) {
   const std::vector<Future<int>> none;
-  for (auto when : {weft::ReturnWhen::first_completed, weft::ReturnWhen::first_exception,
-                    weft::ReturnWhen::all_completed}) {
+  for (auto when :
+       {weft::ReturnWhen::first_completed, weft::ReturnWhen::first_exception, weft::ReturnWhen::all_completed}) {
     auto r = weft::wait(none, when);
     EXPECT_TRUE(r.done.empty());
     EXPECT_TRUE(r.not_done.empty());
@@ -511,31 +565,32 @@ TEST(Wait, VoidFutures) {
   EXPECT_EQ(r.done, iota(2));
 }
 
+// wait(all_completed) while other threads complete the futures, some with exceptions.
 TEST(Wait, AllCompletedFromManyThreads) {
-  constexpr int kRounds = 30;
+  constexpr int kRounds = 60;
   constexpr std::size_t kFutures = 100;
-  constexpr std::size_t kThreads = 4;
-  for (int round = 0; round < kRounds; ++round) {
-    Batch<int> b(kFutures);
-    std::latch go(kThreads + 1);
-    std::vector<std::jthread> threads;
-    for (std::size_t t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        go.arrive_and_wait();
-        for (std::size_t i = t; i < kFutures; i += kThreads) {
+  constexpr int kProducers = 3;
+  std::unique_ptr<Batch<int>> b;
+  weft::WaitResult result;
+  race_rounds(
+      kRounds, kProducers + 1, [&](int) { b = std::make_unique<Batch<int>>(kFutures); },
+      [&](int t, int) {
+        if (t == kProducers) {
+          result = weft::wait(b->futures, weft::ReturnWhen::all_completed, kLong);
+          return;
+        }
+        for (std::size_t i = static_cast<std::size_t>(t); i < kFutures; i += kProducers) {
           if (i % 7 == 0) {
-            b.promises[i].set_exception(std::make_exception_ptr(Custom(static_cast<int>(i))));
+            b->promises[i].set_exception(std::make_exception_ptr(Custom(static_cast<int>(i))));
           } else {
-            b.promises[i].set_value(static_cast<int>(i));
+            b->promises[i].set_value(static_cast<int>(i));
           }
         }
+      },
+      [&](int r) {
+        EXPECT_EQ(result.done.size(), kFutures) << "round " << r;
+        EXPECT_TRUE(result.not_done.empty());
       });
-    }
-    go.arrive_and_wait();
-    auto r = weft::wait(b.futures, weft::ReturnWhen::all_completed, kLong);
-    ASSERT_EQ(r.done.size(), kFutures);
-    ASSERT_TRUE(r.not_done.empty());
-  }
 }
 
 }  // namespace

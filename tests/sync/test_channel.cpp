@@ -1,5 +1,7 @@
 // Tests for weft::Channel<T>: FIFO order, MPMC delivery exactly once, blocking and waking, close semantics,
-// the try/timed variants, capacities, move-only values and range-for.
+// the try/timed variants, capacities, move-only values and range-for; and, with a value whose move blocks
+// (Gated), the protocol steps that only matter while a slot is half-written or half-read: the chained
+// wakes and the wake-up of every receiver after a close (channel.hpp, steps 7 and 8).
 //
 // Threads synchronise with latches and futures. The only real waits are the timeouts under test and a short
 // "is it still blocked?" check (future::wait_for) before the event that should unblock it.
@@ -38,6 +40,16 @@ bool finishes(F& future) {
   return future.wait_for(kSafetyNet) == std::future_status::ready;
 }
 
+// Declared after a test's futures, so it runs before their destructors: when a failed assertion leaves a
+// thread blocked on the channel, closing it releases that thread, and the test fails instead of hanging.
+template <class T>
+struct CloseOnExit {
+  Channel<T>& channel;
+  ~CloseOnExit() { channel.close(); }
+};
+template <class T>
+CloseOnExit(Channel<T>&) -> CloseOnExit<T>;
+
 static_assert(std::input_iterator<Channel<int>::iterator>);
 static_assert(std::ranges::input_range<Channel<int>>);
 static_assert(std::input_iterator<Channel<std::unique_ptr<int>>::iterator>);
@@ -46,9 +58,13 @@ TEST(Channel, FifoOrderOneToOne) {
   constexpr int kCount = 100'000;
   Channel<int> ch(16);
   auto producer = std::async(std::launch::async, [&] {
-    for (int i = 0; i < kCount; ++i) ch.send(i);
+    try {
+      for (int i = 0; i < kCount; ++i) ch.send(i);
+    } catch (const ChannelClosed&) {  // only when the test failed and closed it early
+    }
     ch.close();
   });
+  CloseOnExit guard{ch};
   for (int i = 0; i < kCount; ++i) {
     const std::optional<int> v = ch.recv();
     ASSERT_TRUE(v.has_value());
@@ -83,6 +99,7 @@ void run_mpmc(int producers, int consumers, std::size_t capacity, std::uint32_t 
       return got;
     }));
   }
+  CloseOnExit guard{ch};
   for (auto& s : senders) {
     ASSERT_TRUE(finishes(s));
     s.get();
@@ -127,6 +144,7 @@ TEST(Channel, BlockingSendUnblocksWhenSpaceAppears) {
     sending.count_down();
     ch.send(3);
   });
+  CloseOnExit guard{ch};
   sending.wait();
   EXPECT_EQ(sender.wait_for(kStillBlocked), std::future_status::timeout) << "send did not block while full";
   EXPECT_EQ(ch.recv(), 1);
@@ -143,6 +161,7 @@ TEST(Channel, BlockingRecvUnblocksWhenValueArrives) {
     receiving.count_down();
     return ch.recv();
   });
+  CloseOnExit guard{ch};
   receiving.wait();
   EXPECT_EQ(receiver.wait_for(kStillBlocked), std::future_status::timeout) << "recv did not block while empty";
   ch.send(42);
@@ -161,6 +180,7 @@ TEST(Channel, CloseWakesBlockedReceivers) {
       return ch.recv();
     }));
   }
+  CloseOnExit guard{ch};
   receiving.wait();
   EXPECT_EQ(receivers[0].wait_for(kStillBlocked), std::future_status::timeout);
   ch.close();
@@ -183,6 +203,7 @@ TEST(Channel, CloseWakesBlockedSenders) {
       ch.send(100 + i);
     }));
   }
+  CloseOnExit guard{ch};
   sending.wait();
   EXPECT_EQ(senders[0].wait_for(kStillBlocked), std::future_status::timeout);
   ch.close();
@@ -236,6 +257,7 @@ TEST(Channel, CloseRaceLosesNoValue) {
       while (std::optional<int> v = ch.recv()) got.push_back(*v);
       return got;
     });
+    CloseOnExit guard{ch};
     start.arrive_and_wait();
     for (int i = 0; i < 100 && ch.size() < 4; ++i) std::this_thread::yield();  // let some values through
     ch.close();
@@ -277,6 +299,7 @@ TEST(Channel, EveryBlockedReceiverGetsAValue) {
         for (int i = 0; i < kReceivers / kSenders; ++i) ch.send(s * 100 + i);
       }));
     }
+    CloseOnExit guard{ch};
     int sum = 0;
     for (auto& r : receivers) {
       ASSERT_TRUE(finishes(r)) << "round " << round;
@@ -317,6 +340,7 @@ TEST(Channel, EveryBlockedSenderGetsASlot) {
         return sum;
       }));
     }
+    CloseOnExit guard{ch};
     for (auto& s : senders) {
       ASSERT_TRUE(finishes(s)) << "round " << round;
       s.get();
@@ -328,6 +352,148 @@ TEST(Channel, EveryBlockedSenderGetsASlot) {
     }
     EXPECT_EQ(sum, kSenders * (kSenders + 1) / 2);
   }
+}
+
+// A value whose next move, once its gate is armed, blocks until the gate opens. Moved into the channel it
+// holds a ring slot "claimed but not yet written"; moved out, "taken but not yet freed". That stretches
+// the few-instruction windows the chained wakes and the drain wake-up exist for (protocol steps 7 and 8).
+struct GateControl {
+  std::atomic<bool> armed{false};
+  std::latch entered{1};
+  std::latch released{1};
+  std::atomic<bool> opened{false};
+  void open() {
+    if (!opened.exchange(true)) released.count_down();
+  }
+};
+
+struct Gated {
+  int value = 0;
+  GateControl* gate = nullptr;
+  explicit Gated(int v, GateControl* g = nullptr) noexcept : value(v), gate(g) {}
+  Gated(Gated&& o) noexcept : value(o.value), gate(o.gate) {
+    if (gate != nullptr && gate->armed.exchange(false)) {
+      gate->entered.count_down();
+      gate->released.wait();
+    }
+  }
+  Gated& operator=(Gated&&) = delete;
+};
+
+// Declared after a test's futures: opens the gate before their destructors wait for the blocked thread.
+struct OpenOnExit {
+  GateControl& gate;
+  ~OpenOnExit() { gate.open(); }
+};
+
+int value_or(const std::optional<Gated>& v, int otherwise) { return v ? v->value : otherwise; }
+
+// Step 8 (receivers): a value published behind a slot whose send is unfinished. The wake for it goes to a
+// receiver that finds the head slot unwritten and sleeps again; once the head value arrives, whoever takes
+// it must pass the wake on, or the second receiver sleeps forever next to a ready value.
+TEST(Channel, ValueBehindAnUnfinishedSendWakesASecondReceiver) {
+  Channel<Gated> ch(4);
+  GateControl gate;
+  gate.armed = true;
+  std::latch receiving(2);
+  auto receive = [&] {
+    receiving.count_down();
+    return value_or(ch.recv(), -1);
+  };
+  auto r1 = std::async(std::launch::async, receive);
+  auto r2 = std::async(std::launch::async, receive);
+  receiving.wait();
+  auto slow = std::async(std::launch::async, [&] { ch.send(Gated(1, &gate)); });  // claims position 0
+  CloseOnExit guard{ch};
+  OpenOnExit opener{gate};
+  gate.entered.wait();
+  ch.send(Gated(2));  // position 1: ready at once, but nobody may take it before position 0
+  EXPECT_EQ(r1.wait_for(kStillBlocked), std::future_status::timeout);
+  EXPECT_EQ(r2.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  gate.open();
+  ASSERT_TRUE(finishes(slow));
+  ASSERT_TRUE(finishes(r1));
+  ASSERT_TRUE(finishes(r2)) << "a value stayed in the channel while a receiver slept";
+  const int a = r1.get();
+  const int b = r2.get();
+  EXPECT_EQ(std::min(a, b), 1);
+  EXPECT_EQ(std::max(a, b), 2);
+}
+
+// Step 8 (senders): a slot freed behind one whose receive is unfinished. The wake for it goes to a sender
+// that finds the tail slot still taken and sleeps again; once that slot is freed, the sender that fills it
+// must pass the wake on, or the second sender sleeps forever next to a free slot.
+TEST(Channel, SlotBehindAnUnfinishedRecvWakesASecondSender) {
+  Channel<Gated> ch(2);
+  GateControl gate;
+  ch.send(Gated(1, &gate));  // position 0 (the gate is not armed yet: the move in does not block)
+  ch.send(Gated(2));         // position 1: full
+  gate.armed = true;         // the next move of value 1 is its move out of the ring
+  std::latch sending(2);
+  auto s1 = std::async(std::launch::async, [&] {
+    sending.count_down();
+    ch.send(Gated(3));
+  });
+  auto s2 = std::async(std::launch::async, [&] {
+    sending.count_down();
+    ch.send(Gated(4));
+  });
+  sending.wait();
+  EXPECT_EQ(s1.wait_for(kStillBlocked), std::future_status::timeout);
+  auto slow = std::async(std::launch::async, [&] { return value_or(ch.recv(), -1); });  // takes position 0
+  CloseOnExit guard{ch};
+  OpenOnExit opener{gate};
+  gate.entered.wait();
+  EXPECT_EQ(value_or(ch.recv(), -1), 2);  // frees slot 1, but the next send goes to position 2, slot 0
+  EXPECT_EQ(s1.wait_for(kStillBlocked), std::future_status::timeout);
+  EXPECT_EQ(s2.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  gate.open();
+  ASSERT_TRUE(finishes(slow));
+  EXPECT_EQ(slow.get(), 1);
+  ASSERT_TRUE(finishes(s1));
+  ASSERT_TRUE(finishes(s2)) << "a slot stayed free while a sender slept";
+  s1.get();
+  s2.get();
+  const int c = value_or(ch.recv(), -1);
+  const int d = value_or(ch.recv(), -1);
+  EXPECT_EQ(std::min(c, d), 3);
+  EXPECT_EQ(std::max(c, d), 4);
+}
+
+// Step 7: close() while a send that claimed its position before the close is still writing it. The
+// receivers wake, find the ring not drained, sleep again; the late value must still be delivered, and the
+// receiver that takes it must wake the others, which then see the end of the stream.
+TEST(Channel, CloseDuringAnUnfinishedSendDeliversItAndWakesEveryReceiver) {
+  constexpr int kReceivers = 3;
+  Channel<Gated> ch(4);
+  GateControl gate;
+  gate.armed = true;
+  std::latch receiving(kReceivers);
+  std::vector<std::future<int>> receivers;
+  for (int i = 0; i < kReceivers; ++i) {
+    receivers.push_back(std::async(std::launch::async, [&] {
+      receiving.count_down();
+      return value_or(ch.recv(), -1);
+    }));
+  }
+  receiving.wait();
+  auto slow = std::async(std::launch::async, [&] { ch.send(Gated(1, &gate)); });
+  CloseOnExit guard{ch};
+  OpenOnExit opener{gate};
+  gate.entered.wait();  // position 0 is claimed: the send happened before the close
+  ch.close();
+  EXPECT_EQ(receivers[0].wait_for(kStillBlocked), std::future_status::timeout) << "returned before drained";
+  gate.open();
+  ASSERT_TRUE(finishes(slow));
+  EXPECT_NO_THROW(slow.get());
+  int got_value = 0;
+  int got_end = 0;
+  for (auto& r : receivers) {
+    ASSERT_TRUE(finishes(r)) << "a receiver slept through the end of the stream";
+    (r.get() == 1 ? got_value : got_end) += 1;
+  }
+  EXPECT_EQ(got_value, 1);
+  EXPECT_EQ(got_end, kReceivers - 1);
 }
 
 TEST(Channel, TrySendAndTryRecv) {
@@ -411,6 +577,7 @@ TEST(Channel, TimedOpsSeeValuesAndClose) {
     int w = 11;
     return ch.send_until(w, std::chrono::steady_clock::time_point::max());  // no deadline
   });
+  CloseOnExit guard{ch};
   sending.wait();
   EXPECT_EQ(sender.wait_for(kStillBlocked), std::future_status::timeout);
   ch.close();
@@ -446,8 +613,12 @@ TEST(Channel, SmallAndOddCapacitiesKeepFifoUnderLoad) {
     constexpr int kCount = 20'000;
     Channel<int> ch(capacity);
     auto producer = std::async(std::launch::async, [&] {
-      for (int i = 0; i < kCount; ++i) ch.send(i);
+      try {
+        for (int i = 0; i < kCount; ++i) ch.send(i);
+      } catch (const ChannelClosed&) {  // only when the test failed and closed it early
+      }
     });
+    CloseOnExit guard{ch};
     for (int i = 0; i < kCount; ++i) ASSERT_EQ(ch.recv(), i);
     ASSERT_TRUE(finishes(producer));
     producer.get();
@@ -457,9 +628,13 @@ TEST(Channel, SmallAndOddCapacitiesKeepFifoUnderLoad) {
 TEST(Channel, MoveOnlyValues) {
   Channel<std::unique_ptr<int>> ch(3);
   auto producer = std::async(std::launch::async, [&] {
-    for (int i = 0; i < 1000; ++i) ch.send(std::make_unique<int>(i));
+    try {
+      for (int i = 0; i < 1000; ++i) ch.send(std::make_unique<int>(i));
+    } catch (const ChannelClosed&) {  // only when the test failed and closed it early
+    }
     ch.close();
   });
+  CloseOnExit guard{ch};
   int expected = 0;
   for (std::unique_ptr<int>& p : ch) {
     ASSERT_NE(p, nullptr);
@@ -474,9 +649,13 @@ TEST(Channel, MoveOnlyValues) {
 TEST(Channel, RangeForEndsAtClose) {
   Channel<int> ch(4);
   auto producer = std::async(std::launch::async, [&] {
-    for (int i = 0; i < 500; ++i) ch.send(i);
+    try {
+      for (int i = 0; i < 500; ++i) ch.send(i);
+    } catch (const ChannelClosed&) {  // only when the test failed and closed it early
+    }
     ch.close();
   });
+  CloseOnExit guard{ch};
   std::vector<int> got;
   for (int& v : ch) got.push_back(v);
   std::vector<int> want(500);

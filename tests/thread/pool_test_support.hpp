@@ -4,12 +4,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <latch>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -45,6 +49,38 @@ constexpr std::size_t scaled(std::size_t normal, std::size_t sanitized) noexcept
 
 /// A safety net for waits that must succeed: reaching it is a failure (Future::get_for throws Timeout).
 inline constexpr std::chrono::seconds kSafetyNet{120};
+
+/// Aborts the test binary with a message naming `what` unless destroyed within `limit`, so that a deadlock
+/// (a producer or worker that is never woken) fails clearly instead of hanging. A safety net: nothing waits
+/// on it, and it does not slow the test down.
+class Watchdog {
+ public:
+  explicit Watchdog(std::string what, std::chrono::seconds limit = kSafetyNet)
+      : thread_([this, what = std::move(what), limit] {
+          std::unique_lock lock(mutex_);
+          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: %s did not finish within %lld s (deadlock?)\n", what.c_str(),
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
 
 /// Occupies `workers` workers of a pool with tasks that wait on a std::latch (which, unlike a weft::Future,
 /// does not make the worker help), until release() or destruction. The constructor returns once all of them

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <future>
 #include <latch>
 #include <memory>
 #include <stdexcept>
@@ -316,16 +317,22 @@ TEST(ThreadPoolWaitIdle, BlocksWhileAWorkerIsHeld) {
   std::latch about_to_wait(1);
   std::atomic<bool> released{false};
   bool released_when_returned = false;
+  std::promise<void> returned;
+  auto returned_future = returned.get_future();
   std::thread waiter([&] {
     about_to_wait.count_down();
     pool.wait_idle();
     released_when_returned = released.load();
+    returned.set_value();
   });
   about_to_wait.wait();
+  // A bounded look that cannot fail a correct pool: wait_idle() must not return while a task runs.
+  EXPECT_EQ(returned_future.wait_for(50ms), std::future_status::timeout);
   released = true;
   blocker.reset();
+  returned_future.get();
   waiter.join();
-  EXPECT_TRUE(released_when_returned);
+  EXPECT_TRUE(released_when_returned) << "wait_idle() returned while a task was still running";
 }
 
 TEST(ThreadPoolWaitIdle, OnAFreshPoolReturns) {

@@ -61,7 +61,7 @@ auto map_on(Ex& ex, std::size_t workers, F&& f, const Range& items, std::size_t 
   if (chunk == 0) chunk = std::max<std::size_t>(1, n / (4 * std::max<std::size_t>(workers, 1)));
 
   std::vector<Future<std::vector<R>>> parts;
-  parts.reserve((n + chunk - 1) / chunk);
+  parts.reserve(n / chunk + (n % chunk != 0 ? 1 : 0));  // not (n + chunk - 1) / chunk: chunk may be huge
   auto* fn = &f;
   auto finish = [&parts](std::size_t from) {
     for (std::size_t i = from; i < parts.size(); ++i) parts[i].cancel();

@@ -81,6 +81,19 @@ struct Flattened<Future<U>> {
 template <class F, class T>
 decltype(auto) invoke_continuation(F& f, Future<T>&& src);
 
+/// now + d on the steady clock, saturated: a wait longer than the clock can represent (say
+/// nanoseconds::max(), meaning "no limit") ends at time_point::max() instead of overflowing into the past.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point now = Clock::now();
+  if (d <= d.zero()) return now;
+  // Compared in floating point, because converting d to the clock's duration may itself overflow.
+  const std::chrono::duration<long double> room = Clock::time_point::max() - now;
+  if (std::chrono::duration<long double>(d) >= room) return Clock::time_point::max();
+  return now + std::chrono::ceil<Clock::duration>(d);
+}
+
 // Forwards the eventual result of `src` into `dst` (used to flatten then() callbacks that return a Future).
 template <class T>
 void forward_into(Future<T>&& src, Promise<T>&& dst);
@@ -206,8 +219,7 @@ class Future {
   /// Waits at most `d`. Returns ready(). Inside a worker, a helped task may make this return later than `d`.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) const {
-    return wait_until(std::chrono::steady_clock::now() +
-                      std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+    return wait_until(detail::deadline_after(d));
   }
 
   /// Waits until `tp` (steady clock). Returns ready().
@@ -280,14 +292,21 @@ class Future {
 
   /// Like then(f), but f runs as a task on `executor` (anything with submit(f) → Future). If the executor
   /// rejects the task (shut down, queue full), the returned future carries that error. The executor must
-  /// outlive this future's completion.
+  /// outlive this future's completion. A Future<U> returned by f is flattened to Future<U>, as with then(f).
   template <class Executor, class F>
   auto then(Executor& executor, F&& f) && {
-    return std::move(*this).then([ex = &executor, fn = std::forward<F>(f)](Future<T>&& src) mutable {
+    using Raw = typename detail::ContinuationTraits<std::decay_t<F>, T>::raw;
+    // then() flattens the Future that submit() returns; a Future returned by f itself is one level deeper.
+    auto out = std::move(*this).then([ex = &executor, fn = std::forward<F>(f)](Future<T>&& src) mutable {
       return ex->submit([fn = std::move(fn), src = std::move(src)]() mutable -> decltype(auto) {
         return detail::invoke_continuation(fn, std::move(src));
       });
     });
+    if constexpr (detail::IsFuture<Raw>::value) {
+      return std::move(out).then([](Raw inner) { return inner; });
+    } else {
+      return out;
+    }
   }
 
  private:

@@ -138,7 +138,7 @@ class AsCompleted {
   explicit AsCompleted(std::vector<Future<T>> futures,
                        std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
       : futures_(std::move(futures)), ctx_(std::make_shared<Ctx>()) {
-    if (timeout) deadline_ = std::chrono::steady_clock::now() + *timeout;
+    if (timeout) deadline_ = detail::deadline_after(*timeout);
     for (std::size_t i = 0; i < futures_.size(); ++i) {
       detail::on_state_done(futures_[i], [ctx = ctx_, i] {
         std::optional<Promise<void>> wake;
@@ -237,7 +237,8 @@ struct WaitResult {
 template <class T>
 WaitResult wait(const std::vector<Future<T>>& futures, ReturnWhen when = ReturnWhen::all_completed,
                 std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-  const auto deadline = timeout ? std::optional(std::chrono::steady_clock::now() + *timeout) : std::nullopt;
+  // A plain time point (max() = no limit) rather than an optional: GCC 12 warns on the optional's payload.
+  const auto deadline = timeout ? detail::deadline_after(*timeout) : std::chrono::steady_clock::time_point::max();
   struct Ctx {
     std::atomic<std::size_t> remaining;
     std::atomic<bool> fired{false};
@@ -261,8 +262,8 @@ WaitResult wait(const std::vector<Future<T>>& futures, ReturnWhen when = ReturnW
       }
     });
   }
-  if (deadline) {
-    trigger.wait_until(*deadline);
+  if (timeout) {
+    trigger.wait_until(deadline);
   } else {
     trigger.wait();
   }

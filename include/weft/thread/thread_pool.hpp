@@ -306,7 +306,7 @@ class ThreadPool {
   void worker_main(Worker& w);
   void start_worker(Worker& w);
   bool make_room_for_child(Worker& w);
-  bool park(Worker& w);
+  void park(Worker& w);
 
   using Ring = detail::MpmcRing<detail::PoolTask>;
 
