@@ -39,7 +39,15 @@ const std::string& Thread::name() const noexcept { return ctx_ ? ctx_->name : em
 void Thread::join() {
   if (!thread_.joinable()) throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                                                    "weft::Thread::join: not joinable");
-  thread_.join();  // throws resource_deadlock_would_occur when called from the thread itself
+  // Checked here rather than left to pthread_join, which POSIX only says "may" detect a self-join (glibc
+  // does, but ThreadSanitizer's interceptor forgets the thread on the failed call, and the real join later
+  // aborts it). Reading the id is safe even while the owner is inside join(): join() changes it only after
+  // this thread has ended.
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
+                            "weft::Thread::join: called from the thread itself");
+  }
+  thread_.join();
   if (ctx_->error) std::rethrow_exception(std::exchange(ctx_->error, nullptr));
 }
 

@@ -66,7 +66,8 @@
 // Helping: each worker installs a WaitHook. A task that waits on a future runs other tasks of this pool
 // meanwhile (nesting up to kMaxHelpDepth). With nothing to run, the waiter sleeps on work_ec_ after adding
 // a done-callback to the future that notifies work_ec_; a waiter woken by a producer's notify_one that does
-// not take the task passes the wake-up on, so no task is left behind by a helper.
+// not take the task passes the wake-up on, so no task is left behind by a helper. A helper registers and
+// re-checks exactly as park() does (steps 2-3), and fans out after its first pop following a sleep (step 4).
 //
 // Running the awaited sub-task first. Helping in queue order alone makes recursive work explode: a task that
 // waits on its own sub-task runs the oldest queued task instead, which waits on its own sub-task, and so on —
@@ -186,6 +187,7 @@ struct ThreadPool::Worker {
   std::atomic<std::uint64_t> cancelled{0};
   std::atomic<std::uint32_t> running{0};  // tasks on this worker's stack (more than one while helping)
   int help_depth = 0;                     // worker thread only
+  std::uint64_t traced = 0;               // worker thread only: tasks it recorded trace spans for
   std::vector<Child*> children;           // worker thread only: tasks its own tasks submitted ("Helping")
 
   void release_children() noexcept {
@@ -528,7 +530,10 @@ void ThreadPool::run_task(Worker* w, detail::PoolTask& task, std::uint64_t stamp
     outcome = task.fn(mode);
     const std::uint64_t end = detail::ticks();
     if (outcome != detail::TaskOutcome::skipped) {  // a skipped entry's task was traced where it ran
-      trace::record(trace::Span{task.name != nullptr ? task.name : "task", stamp, stamp != 0 ? stamp : start, start,
+      // Span ids: the worker's index in the top 16 bits, then the worker's own count of traced tasks.
+      const std::uint64_t id = w != nullptr ? (static_cast<std::uint64_t>(w->index) << 48) | ++w->traced
+                                            : caller_traced_.fetch_add(1, std::memory_order_relaxed) + 1;
+      trace::record(trace::Span{task.name != nullptr ? task.name : "task", id, stamp != 0 ? stamp : start, start,
                                 end, trace_id_,
                                 w != nullptr ? static_cast<std::uint32_t>(w->index) : trace::kCallerWorker,
                                 outcome == detail::TaskOutcome::failed});
@@ -593,7 +598,12 @@ void ThreadPool::worker_main(Worker& w) {
     const bool last_spinner = spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1;
     if (found) {
       woken = false;
-      if (last_spinner && any_ready()) wake_worker();  // protocol step 4
+      if (last_spinner) {
+        // Protocol step 4. The fence orders the fetch_sub above before the re-check of the rings (Dekker's
+        // pattern again, against a producer that saw this worker spinning and so woke nobody).
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (any_ready()) wake_worker();
+      }
       run_task(&w, task, stamp);
       if (!w.children.empty()) w.release_children();  // "Helping", step 5
       continue;

@@ -627,7 +627,9 @@ std::size_t high_tasks_before_the_low_one(std::chrono::nanoseconds aging, std::s
 }
 
 TEST(ThreadPool, AgingLetsALowTaskThroughAStreamOfHighOnes) {
-  const std::size_t limit = weft::test::scaled(200000, 50000);
+  // The stream stops as soon as the low task has run, so a large limit costs nothing when aging works; it
+  // only has to be far more than the high tasks a fast build runs in a few milliseconds.
+  const std::size_t limit = weft::test::scaled(1000000, 200000);
   // The low task is three levels below: it wins once it has waited 3 × 1 ms longer than the high head.
   const std::size_t before = high_tasks_before_the_low_one(std::chrono::milliseconds(1), limit);
   RecordProperty("high_tasks_before_low", std::to_string(before));
@@ -643,7 +645,7 @@ TEST(ThreadPool, WithoutAgingALowTaskWaitsForTheWholeHighStream) {
 TEST(ThreadPool, AgingAlsoLiftsATaskQueuedBeforeASecondLevelExisted) {
   // The normal task is queued while normal is the only level in use (so without a timestamp of its own);
   // it must still age past a stream two levels above it, and must not jump the stream when aging is off.
-  const std::size_t limit = weft::test::scaled(200000, 50000);
+  const std::size_t limit = weft::test::scaled(1000000, 200000);
   EXPECT_LT(high_tasks_before_the_low_one(std::chrono::milliseconds(1), limit, Priority::normal, Priority::highest),
             limit / 2);
   const std::size_t short_limit = weft::test::scaled(20000, 5000);

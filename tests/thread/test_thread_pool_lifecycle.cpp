@@ -177,11 +177,14 @@ TEST(ThreadPoolShutdown, FromInsideATaskThenDestroyed) {
   std::atomic<int> ran{0};
   {
     ThreadPool pool(2);
+    std::latch both_posted(1);  // the in-task shutdown must not overtake the second post
     pool.post([&] {
       ++ran;
+      both_posted.wait();
       pool.shutdown();
     });
     pool.post([&] { ++ran; });
+    both_posted.count_down();
   }  // the destructor joins whatever the in-task shutdown left running
   EXPECT_EQ(ran.load(), 2);
 }

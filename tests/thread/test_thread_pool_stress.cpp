@@ -1,6 +1,8 @@
 // Stress tests of weft::ThreadPool: many producers against 1 to 64 workers, mixed priorities, back-pressure
 // with a tiny queue, the reject and caller_runs policies under load, cancel racing with run, resize and
-// shutdown racing with producers, nested waits on many workers, and many short-lived pools.
+// shutdown racing with producers, nested waits on many workers, many short-lived pools, and the sleep/wake
+// races (blocked producers and idle workers that must be woken, wait_idle() that must not return early).
+// The wake-up tests run under a Watchdog, so that a lost wake-up aborts with its name instead of hanging.
 //
 // Every loop is bounded in count; sizes shrink under the sanitizers. What is checked is exact: every
 // accepted task runs exactly once (or is cancelled, where the test cancels), every future has the right value.

@@ -14,7 +14,7 @@
 //   high-priority work therefore cannot starve low-priority work; tasks of one level run in FIFO order.
 // - Waiting inside the pool helps: a task that waits on any weft::Future (including one of this pool) runs
 //   other queued tasks of this pool meanwhile, so it never deadlocks the pool (see "Hazards"). If the future
-//   is that of a task it submitted itself and no worker has started yet, it runs that task at once, as a
+//   is that of a task it submitted itself and no worker has started that task yet, it runs it at once, as a
 //   function call, so recursive work (a task that submits sub-tasks and waits for them) nests only as deep
 //   as its own recursion, even on one worker.
 // - No exception is swallowed: a submitted task's exception reaches its future; a posted task's exception
@@ -345,6 +345,7 @@ class ThreadPool {
   std::atomic<std::uint64_t> shutdown_cancelled_{0};  // cancelled by shutdown() on the calling thread
   std::atomic<std::uint64_t> caller_completed_{0};    // Overflow::caller_runs tasks
   std::atomic<std::uint64_t> caller_failed_{0};
+  std::atomic<std::uint64_t> caller_traced_{0};  // ids of spans of tasks run by callers
   std::atomic<std::uint64_t> ran_early_{0};  // queue entries whose task a waiting worker already ran
 
   // One slot per possible worker (max_threads_), made at construction and never moved, so stats() can read
