@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "weft/core/detail/deadline.hpp"
 #include "weft/core/detail/shared_state.hpp"
 #include "weft/core/errors.hpp"
 
@@ -80,19 +81,6 @@ struct Flattened<Future<U>> {
 
 template <class F, class T>
 decltype(auto) invoke_continuation(F& f, Future<T>&& src);
-
-/// now + d on the steady clock, saturated: a wait longer than the clock can represent (say
-/// nanoseconds::max(), meaning "no limit") ends at time_point::max() instead of overflowing into the past.
-template <class Rep, class Period>
-std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point now = Clock::now();
-  if (d <= d.zero()) return now;
-  // Compared in floating point, because converting d to the clock's duration may itself overflow.
-  const std::chrono::duration<long double> room = Clock::time_point::max() - now;
-  if (std::chrono::duration<long double>(d) >= room) return Clock::time_point::max();
-  return now + std::chrono::ceil<Clock::duration>(d);
-}
 
 // Forwards the eventual result of `src` into `dst` (used to flatten then() callbacks that return a Future).
 template <class T>

@@ -77,6 +77,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "weft/core/detail/deadline.hpp"
 #include "weft/core/detail/futex.hpp"
 #include "weft/core/errors.hpp"
 #include "weft/sync/detail/mpmc_ring.hpp"
@@ -215,10 +216,9 @@ struct ChannelCell {
 template <class Rep, class Period>
 std::optional<std::chrono::steady_clock::time_point> steady_deadline_after(
     const std::chrono::duration<Rep, Period>& d) {
-  using std::chrono::steady_clock;
+  // Beyond about 30 years: no deadline at all (a plain blocking wait), rather than a far-away one.
   if (std::chrono::duration<double>(d).count() > 1e9) return std::nullopt;
-  if (d <= d.zero()) return steady_clock::now();
-  return steady_clock::now() + std::chrono::ceil<steady_clock::duration>(d);
+  return deadline_after(d);
 }
 
 template <class Clock, class Duration>
