@@ -1,6 +1,7 @@
 // Tests of weft::Future / weft::Promise: values (void, move-only), exceptions passed through unchanged,
 // consuming get(), timed waits, cancellation, broken promises, done-callbacks, then() in all its forms,
 // make_ready_future / make_exceptional_future, and races between producer, waiters, callbacks and cancel.
+#include "race_rounds.hpp"
 #include "weft/core/future.hpp"
 
 #include "weft/thread/thread_pool.hpp"
@@ -1014,30 +1015,7 @@ TEST(Future, MakeExceptionalFuture) {
 
 // ---- races ---------------------------------------------------------------------------------------------
 
-// Runs `rounds` rounds of a race on `n` threads that live for the whole test (starting a thread is slow
-// under ThreadSanitizer): each round, setup(r) runs on this thread, then body(t, r) runs on every thread t,
-// all released at once, then check(r) runs here once all of them have returned.
-template <class Setup, class Body, class Check>
-void race_rounds(int rounds, int n, Setup setup, Body body, Check check) {
-  std::barrier<> sync(n + 1);
-  std::vector<std::jthread> threads;
-  threads.reserve(static_cast<std::size_t>(n));
-  for (int t = 0; t < n; ++t) {
-    threads.emplace_back([&, t] {
-      for (int r = 0; r < rounds; ++r) {
-        sync.arrive_and_wait();  // round r is set up
-        body(t, r);
-        sync.arrive_and_wait();  // round r is done
-      }
-    });
-  }
-  for (int r = 0; r < rounds; ++r) {
-    setup(r);
-    sync.arrive_and_wait();
-    sync.arrive_and_wait();
-    check(r);
-  }
-}
+using weft::test::race_rounds;
 
 // Each round, four threads start together on one fresh promise/future pair:
 //   producer: set_value (in odd rounds first try_start(), as an executor does),
