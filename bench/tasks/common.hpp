@@ -91,6 +91,24 @@ struct Contender {
   std::function<Sample(const Config&)> run;
 };
 
+// The futures workload for any pool whose submit(f) returns a future with get(): submit cfg.tasks tiny tasks,
+// then get() each in order. `futures` is made (and its pages touched) by the caller before the clock starts.
+template <class Pool, class FutureVector>
+Sample time_futures(const Config& cfg, Pool& pool, FutureVector& futures) {
+  Meter meter;
+  for (std::size_t i = 0; i < cfg.tasks; ++i) {
+    futures[i] = pool.submit([i] {
+      tiny_task();
+      return task_result(i);
+    });
+  }
+  std::int64_t sum = 0;
+  for (auto& f : futures) sum += f.get();
+  Sample s = meter.stop();
+  s.result_sum = sum;
+  return s;
+}
+
 void add_weft_contenders(const Config& cfg, std::vector<Contender>& out);
 void add_tbb_contenders(const Config& cfg, std::vector<Contender>& out);
 void add_asio_contenders(const Config& cfg, std::vector<Contender>& out);

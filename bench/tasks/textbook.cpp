@@ -21,18 +21,7 @@ Sample run_detached(const Config& cfg) {
 Sample run_futures(const Config& cfg) {
   TextbookPool pool(cfg.threads);
   std::vector<std::future<int>> futures(cfg.tasks);
-  Meter meter;
-  for (std::size_t i = 0; i < cfg.tasks; ++i) {
-    futures[i] = pool.submit([i] {
-      tiny_task();
-      return task_result(i);
-    });
-  }
-  std::int64_t sum = 0;
-  for (auto& f : futures) sum += f.get();
-  Sample s = meter.stop();
-  s.result_sum = sum;
-  return s;
+  return time_futures(cfg, pool, futures);
 }
 
 }  // namespace

@@ -31,18 +31,7 @@ Sample run_detached(const Config& cfg, std::size_t capacity) {
 Sample run_futures(const Config& cfg, std::size_t capacity) {
   weft::ThreadPool pool(pool_options(cfg, capacity));
   std::vector<weft::Future<int>> futures(cfg.tasks);  // made (and its pages touched) before the clock starts
-  Meter meter;
-  for (std::size_t i = 0; i < cfg.tasks; ++i) {
-    futures[i] = pool.submit([i] {
-      tiny_task();
-      return task_result(i);
-    });
-  }
-  std::int64_t sum = 0;
-  for (auto& f : futures) sum += f.get();
-  Sample s = meter.stop();
-  s.result_sum = sum;
-  return s;
+  return time_futures(cfg, pool, futures);
 }
 
 std::string describe(const Config& cfg, std::size_t capacity) {
