@@ -48,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/core/detail/bind.hpp"
 #include "weft/core/detail/clock.hpp"
 #include "weft/core/executor.hpp"
 #include "weft/core/function.hpp"
@@ -180,17 +181,6 @@ class PostTask {
   Fn fn_;
   const std::function<void(std::exception_ptr)>* on_error_;
 };
-
-template <class F, class... Args>
-auto bind_task(F&& f, Args&&... args) {
-  if constexpr (sizeof...(Args) == 0) {
-    return std::decay_t<F>(std::forward<F>(f));
-  } else {
-    return [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable -> decltype(auto) {
-      return std::invoke(std::move(f), std::move(args)...);
-    };
-  }
-}
 
 }  // namespace detail
 
