@@ -4,13 +4,17 @@
     python3 scripts/bench.py                      # configure + build the `bench` preset, run, write
     python3 scripts/bench.py --build-dir DIR      # use an existing build directory (built, not configured)
     python3 scripts/bench.py --tasks 200000 --reps 3 --output /tmp/RESULTS.md   # a quick look
+    python3 scripts/bench.py --quick --output /tmp/RESULTS.md    # smoke run: small sizes, figures meaningless
+    python3 scripts/bench.py --only fib,sum --output /tmp/RESULTS.md             # some benchmarks only
 
-Runs bench_tasks (required; its --json output is the source of every figure in the task tables), then
-bench_channel and bench_trace when their binaries exist. A Google Benchmark binary is run with
---benchmark_out_format=json (5 repetitions, aggregates) and tabulated, its console output included as
+Runs bench_tasks (its --json output is the source of every figure in the task tables), bench_channel and
+bench_trace when their binaries exist, and the fork/join benchmarks bench_fib, bench_sort, bench_sum,
+bench_dgemm, bench_pipeline and bench_idle (each writes its samples with --json; see
+bench/harness/harness.hpp for the format). A Google Benchmark binary is run with
+--benchmark_out_format=json (5 repetitions, aggregates; 2 with --quick) and tabulated, its console output included as
 well; any other binary's output is included verbatim. Any build or run
 failure stops the script with a non-zero exit status, and RESULTS.md is then left untouched: it is only
-ever written whole, from one complete run.
+ever written whole, from one complete run (--only and --quick need an explicit --output).
 
 Python 3 standard library only.
 """
@@ -41,6 +45,32 @@ GOALS = [
      "a future per task: weft ≥ 2× textbook pool with std::packaged_task"),
 ]
 IDLE_GOAL_FRACTION = 0.01  # "≈ 0": at most 1% of one core while idle
+
+# The fork/join benchmarks, in the order they run: (binary, section title, directory, --quick arguments).
+FORKJOIN = [
+    ("bench_fib", "Recursive fib, fork/join", "bench/fib", ["--n", "25", "--batch", "2"]),
+    ("bench_sort", "Sort", "bench/sort", ["--n", "2000000"]),
+    ("bench_sum", "Sum (parallel reduce)", "bench/sum", ["--n", "20000000"]),
+    ("bench_dgemm", "Matrix multiplication", "bench/dgemm", ["--n", "512", "--settle-ms", "100"]),
+    ("bench_pipeline", "Pipeline", "bench/pipeline", ["--items", "200000"]),
+    ("bench_idle", "Idle CPU of a fork/join pool", "bench/idle", []),  # --quick sets --idle-seconds
+]
+ALL_BENCHMARKS = ["tasks", "channel", "trace"] + [b.removeprefix("bench_") for b, _, _, _ in FORKJOIN]
+
+# (benchmark, case, contender, required ratio weft/contender, description; {placeholders} from the program's
+# parameters). The ratio is the contender's median time over weft's (the headline row's), from the same run.
+FORKJOIN_GOALS = [
+    ("fib", "nocutoff", "oneTBB", 1.5, "fib({n}), a task per call: weft ≥ 1.5× oneTBB task_group"),
+    ("fib", "cutoff", "sequential", 1.9, "fib({n}), plain recursion below n < {cutoff}: weft ≥ 1.9× sequential"),
+    ("sort", "sort", "__gnu_parallel::sort", 1.05,
+     "sort {n} random uint32: weft::parallel_sort ≥ 1.05× __gnu_parallel::sort"),
+    ("sum", "sum", "streaming read", 0.95,
+     "sum of {n} doubles: weft::parallel_reduce ≥ 0.95× the streaming-read bandwidth of as many plain threads"),
+    ("dgemm", "dgemm", "OpenBLAS", 0.5, "dgemm {n}×{n}: weft::matmul ≥ 0.5× OpenBLAS"),
+    ("dgemm", "sgemm", "OpenBLAS", 0.5, "sgemm {n}×{n}: weft::matmul ≥ 0.5× OpenBLAS"),
+    ("pipeline", "pipeline", "oneTBB", 1.0,
+     "pipeline of {items} small items: weft::parallel_pipeline ≥ 1.0× tbb::parallel_pipeline"),
+]
 
 
 class BenchError(RuntimeError):
@@ -143,6 +173,32 @@ def run_tasks(binary: Path, args) -> tuple[dict, str]:
     return data, proc.stdout
 
 
+def run_forkjoin(binary: Path, args) -> tuple[dict, str, list[str]]:
+    """Runs one fork/join benchmark with --json; returns its data, its stdout and the command (without the
+    JSON path) that reproduces it."""
+    extra: list[str] = []
+    if args.quick:
+        extra += next(q for b, _, _, q in FORKJOIN if b == binary.name)
+    for flag, value in (("--reps", args.reps), ("--threads", args.threads)):
+        if value is not None:
+            extra += [flag, str(value)]
+    if binary.name == "bench_idle" and args.idle_seconds is not None:
+        extra += ["--seconds", str(args.idle_seconds)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out_json = Path(tmp) / "out.json"
+        cmd = [str(binary), *extra, "--json", str(out_json)]
+        log("$ " + " ".join(cmd))
+        proc = subprocess.run(cmd, text=True, stdout=subprocess.PIPE)  # progress goes to our stderr
+        if proc.returncode != 0:
+            raise BenchError(f"{binary.name} failed with exit status {proc.returncode}\n{proc.stdout}")
+        print(proc.stdout, file=sys.stderr)
+        try:
+            data = json.loads(out_json.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise BenchError(f"{binary.name} wrote no readable JSON: {e}") from e
+    return data, proc.stdout, [binary.name, *extra]
+
+
 def strip_ansi(text: str) -> str:
     """Drops terminal colour codes (a custom console reporter may colour regardless of --benchmark_color)."""
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
@@ -154,7 +210,7 @@ def is_google_benchmark(binary: Path) -> bool:
     return "benchmark_filter" in proc.stdout
 
 
-def run_other(binary: Path) -> dict:
+def run_other(binary: Path, repetitions: int = 5) -> dict:
     """Runs bench_channel / bench_trace. A Google Benchmark binary writes JSON to a file
     (--benchmark_out, which works even when the binary installs its own console reporter) and its console
     output is kept too; any other binary's output is kept verbatim."""
@@ -163,7 +219,7 @@ def run_other(binary: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out_json = Path(tmp) / "out.json"
         text = run([str(binary), f"--benchmark_out={out_json}", "--benchmark_out_format=json",
-                    "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true",
+                    f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true",
                     "--benchmark_color=false"], capture=True)
         try:
             data = json.loads(out_json.read_text())
@@ -224,6 +280,127 @@ def tasks_section(data: dict) -> tuple[list[str], dict]:
     return lines, ratios
 
 
+def fj_stats(contender: dict) -> dict:
+    walls = [x["wall_s"] for x in contender["samples"]]
+    return {
+        "wall": statistics.median(walls),
+        "min": min(walls),
+        "max": max(walls),
+        "cpu": statistics.median(x["cpu_s"] for x in contender["samples"]),
+        "fraction": statistics.median(x["cpu_s"] / x["wall_s"] for x in contender["samples"]),
+        "vcsw": statistics.median(x["vcsw"] for x in contender["samples"]),
+    }
+
+
+def fj_headline(case: dict, bench: str) -> dict:
+    heads = [c for c in case["contenders"] if c["headline"]]
+    if len(heads) != 1:
+        raise BenchError(f"{bench}/{case['id']}: expected one headline contender, found "
+                         f"{[c['name'] for c in heads]}")
+    return heads[0]
+
+
+def fj_ratios(results: dict) -> dict:
+    """{(benchmark, case, contender): the contender's median time over the headline's} for timed cases."""
+    ratios = {}
+    for bench, (data, _, _) in results.items():
+        for case in data["cases"]:
+            if case["kind"] != "time" or not case["contenders"]:
+                continue
+            weft = fj_stats(fj_headline(case, bench))["wall"]
+            for c in case["contenders"]:
+                ratios[(bench, case["id"], c["name"])] = fj_stats(c)["wall"] / weft
+    return ratios
+
+
+def ms(seconds: float) -> str:
+    v = seconds * 1e3
+    return f"{v:,.1f}" if v >= 100 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
+
+def forkjoin_section(results: dict) -> list[str]:
+    if not results:
+        return []
+    lines = ["## Fork/join and parallel algorithms (bench/fib, sort, sum, dgemm, pipeline, idle)", "",
+             "Each program runs every contender in one process, in alternation (a round runs each contender once, "
+             "starting one further along the list each round), after a pause that lets the previous library's "
+             "threads go to sleep; inputs are prepared and results checked outside the timed region, and a wrong "
+             "result fails the run. \"weft ÷ this\" is the row's median time over weft's (the headline row): "
+             "above 1, weft is faster. CPU s is the whole process's user + system time per run (getrusage).", ""]
+    for binary, title, directory, _ in FORKJOIN:
+        bench = binary.removeprefix("bench_")
+        if bench not in results:
+            continue
+        data, _, cmd = results[bench]
+        params = ", ".join(f"{k} = {int(v):,}" if str(v).isdigit() else f"{k} = {v}"
+                           for k, v in data.get("parameters", {}).items())
+        lines += [f"### {title} ({directory})", "",
+                  f"{data['threads']} threads per library; median of {data['repetitions']} repetitions after "
+                  f"{data['warmup']} warm-up round(s); {params}. Command: `{' '.join(cmd)}`.", ""]
+        for case in data["cases"]:
+            if not case["contenders"]:
+                continue
+            batch = case.get("batch", 1)
+            each = f" Each sample is the mean of {batch} back-to-back runs." if batch > 1 else ""
+            lines += [f"#### {case['id']}: {md_escape(case['title'])}", ""]
+            if case["kind"] == "idle":
+                lines += ["Process CPU time of a child process that holds the idle pool, over the window.", "",
+                          "| pool | window s | CPU ms (median) | % of one core | voluntary ctx switches |",
+                          "|---|---:|---:|---:|---:|"]
+                for c in case["contenders"]:
+                    st = fj_stats(c)
+                    name = f"**{c['name']}** (headline)" if c["headline"] else c["name"]
+                    lines.append(f"| {md_escape(name)} | {st['wall']:.2f} | {st['cpu'] * 1e3:.2f} "
+                                 f"| {100 * st['fraction']:.3f}% | {st['vcsw']:.0f} |")
+            else:
+                rate = case["work"] > 0
+                if each:
+                    lines += [each.strip(), ""]
+                lines += ["| contender | median ms | min – max ms | " + (f"{case['rate_unit']} | " if rate else "")
+                          + "CPU s (median) | weft ÷ this |",
+                          "|---|---:|---:|" + ("---:|" if rate else "") + "---:|---:|"]
+                weft = fj_stats(fj_headline(case, bench))["wall"]
+                for c in case["contenders"]:
+                    st = fj_stats(c)
+                    name = f"**{c['name']}** (headline)" if c["headline"] else c["name"]
+                    rate_cell = f"{case['work'] / st['wall']:.2f} | " if rate else ""
+                    lines.append(f"| {md_escape(name)} | {ms(st['wall'])} | {ms(st['min'])} – {ms(st['max'])} | "
+                                 f"{rate_cell}{st['cpu']:.3f} | {st['wall'] / weft:.2f}× |")
+            lines += ["", "Configurations:", ""]
+            lines += [f"- {md_escape(c['name'])}: {md_escape(c['config'])}" for c in case["contenders"]]
+            lines.append("")
+    return lines
+
+
+def forkjoin_goals(results: dict) -> list[str]:
+    rows = []
+    ratios = fj_ratios(results)
+    for bench, case, contender, required, text in FORKJOIN_GOALS:
+        if bench not in results:
+            continue
+        params = results[bench][0].get("parameters", {})
+        goal = text.format(**{k: (f"{int(v):,}" if str(v).isdigit() and int(v) >= 10000 else v)
+                              for k, v in params.items()})
+        key = (bench, case, contender)
+        if key not in ratios:
+            raise BenchError(f"no result for {contender} in {bench}/{case}: cannot check '{goal}'")
+        rows.append(goal_row(goal, ratios[key], required, f"{ratios[key]:.2f}×"))
+    if "idle" in results:
+        data = results["idle"][0]
+        for case in data["cases"]:
+            for c in case["contenders"]:
+                if not c["headline"]:
+                    continue
+                st = fj_stats(c)
+                goal = (f"idle fork/join pool uses ≈ 0 CPU ({md_escape(c['name'])}, {st['wall']:.1f} s after a "
+                        f"burst, ≤ {100 * IDLE_GOAL_FRACTION:.0f}% of one core)")
+                text = f"{st['cpu'] * 1e3:.2f} ms CPU = {100 * st['fraction']:.3f}% of one core"
+                verdict = "met" if st["fraction"] <= IDLE_GOAL_FRACTION else \
+                    f"missed ({100 * st['fraction']:.2f}% of one core)"
+                rows.append(f"| {goal} | {text} | {verdict} |")
+    return rows
+
+
 def goal_row(goal: str, measured: float, required: float, text: str) -> str:
     if measured >= required:
         verdict = "met"
@@ -278,22 +455,26 @@ def extra_goals(others: dict) -> list[str]:
     return rows
 
 
-def goals_section(data: dict, ratios: dict, others: dict) -> list[str]:
-    lines = ["## Goals", "", "| goal | measured | result |", "|---|---:|---|"]
-    for workload, contender, required, goal in GOALS:
-        if (workload, contender) not in ratios:
-            raise BenchError(f"no result for {contender} in workload {workload}: cannot check '{goal}'")
-        r = ratios[(workload, contender)]
-        lines.append(goal_row(goal, r, required, f"{r:.2f}×"))
-    for idle in data.get("idle", []):
-        fraction = idle["cpu_s"] / idle["seconds"]
-        goal = (f"idle pool uses ≈ 0 CPU ({md_escape(idle['name'])}, {idle['seconds']:.1f} s, "
-                f"≤ {100 * IDLE_GOAL_FRACTION:.0f}% of one core)")
-        text = f"{idle['cpu_s'] * 1e3:.2f} ms CPU = {100 * fraction:.3f}% of one core"
-        verdict = "met" if fraction <= IDLE_GOAL_FRACTION else \
-            f"missed ({100 * fraction:.2f}% of one core)"
-        lines.append(f"| {goal} | {text} | {verdict} |")
+def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict) -> list[str]:
+    lines = ["## Goals", "",
+             "Ratios are weft's speed over the contender's (medians of the same run); see the sections below.", "",
+             "| goal | measured | result |", "|---|---:|---|"]
+    if data is not None:
+        for workload, contender, required, goal in GOALS:
+            if (workload, contender) not in ratios:
+                raise BenchError(f"no result for {contender} in workload {workload}: cannot check '{goal}'")
+            r = ratios[(workload, contender)]
+            lines.append(goal_row(goal, r, required, f"{r:.2f}×"))
+        for idle in data.get("idle", []):
+            fraction = idle["cpu_s"] / idle["seconds"]
+            goal = (f"idle pool uses ≈ 0 CPU ({md_escape(idle['name'])}, {idle['seconds']:.1f} s, "
+                    f"≤ {100 * IDLE_GOAL_FRACTION:.0f}% of one core)")
+            text = f"{idle['cpu_s'] * 1e3:.2f} ms CPU = {100 * fraction:.3f}% of one core"
+            verdict = "met" if fraction <= IDLE_GOAL_FRACTION else \
+                f"missed ({100 * fraction:.2f}% of one core)"
+            lines.append(f"| {goal} | {text} | {verdict} |")
     lines += extra_goals(others)
+    lines += forkjoin_goals(forkjoin)
     lines.append("")
     return lines
 
@@ -329,7 +510,8 @@ def gbench_section(name: str, data: dict) -> list[str]:
         raise BenchError(f"{name}: benchmark errors: " + "; ".join(f"{b['name']}: {b.get('error_message')}"
                                                                 for b in errors))
     rows.sort(key=lambda b: (b.get("family_index", 0), b.get("per_family_instance_index", 0)))
-    what = "median of 5 repetitions" if has_aggregates else "single runs"
+    reps = next((b.get("repetitions") for b in rows if b.get("repetitions")), "?")
+    what = f"median of {reps} repetitions" if has_aggregates else "single runs"
     header = ["benchmark", "real time", "CPU time", "items/s", *counters] + (["CV of real time"] if cv else [])
     lines = [f"### {name}", "",
              f"Google Benchmark, {what}, as the binary reports them ({ctx.get('num_cpus', '?')} CPUs). "
@@ -378,11 +560,58 @@ NOTES = """## Notes
 """
 
 
-def render(data: dict, tasks_text: str, others: dict, mach_before: dict, mach_after: dict, build_type: str) -> str:
+FORKJOIN_NOTES = """## Notes on the fork/join benchmarks
+
+### What a 2-core machine cannot show
+
+- Scaling beyond two cores. ForkJoinPool is designed for many cores: every worker owns a Chase–Lev deque (it
+  pushes and pops its own end with no read-modify-write on the common path; thieves take the other end with
+  one CAS), an idle worker steals from a randomly chosen victim, and nothing on the fork/join path — join(),
+  TaskGroup, the algorithms' recursive splitting — goes through a shared queue or a lock; only work that
+  enters from outside the pool passes the injection queue. So a fork costs the same with 64 workers as with
+  2, and stealing spreads over all the victims instead of contending on one queue head. This machine has
+  {cpus} CPUs, so none of that is measured here: no speedup curve, no run with more workers than two (where
+  random victim selection matters — with two workers each has exactly one possible victim), no NUMA effects.
+- Memory bandwidth: two cores stream well below what the memory system can deliver, so the sum and sort
+  figures say nothing about the many-core regime where the memory system, not the scheduler, is the limit.
+
+### Method
+
+- Every file of a benchmark gets the same flags: the project's Release flags (baseline x86-64, no `-march`)
+  plus OpenMP's, which only the OpenMP and `__gnu_parallel` contenders use. OpenBLAS picks its kernels at run
+  time for this CPU (the kernel is named in the libraries line) and weft::matmul picks its micro-kernel at run
+  time as well; the OpenMP blocked loop is built for the baseline instruction set and is there for context.
+- Every contender computes with {threads} threads: weft::ForkJoinPool({threads}) (the calling thread waits
+  while the workers run), a oneTBB task_arena({threads}) (the calling thread takes one slot), OpenMP teams of
+  {threads} (the calling thread included), openblas_set_num_threads({threads}).
+- Taskflow, the other work-stealing library one would compare with, is not a contender: Debian 12 has no
+  package of it, and the benchmarks use packaged libraries only (nothing vendored or downloaded).
+- fib: the serial leaf is one function compiled once, called by every contender below the cutoff and by
+  the sequential one; the compiler turns its plain recursion into partly iterative code, so serial fib(32)
+  takes only a few milliseconds, and the cutoff case's samples are means of several back-to-back runs.
+- sort: the same std::mt19937 input for everyone, copied into the work array before each run (untimed).
+  Sorting plain integers cannot show stability; the stable-sort case measures cost, the unit tests check
+  stability.
+- sum: the array is filled by as many threads as the contenders use, each writing the part it then reads
+  (first touch), and every partial sum is a whole number below 2^53, so every result is exact and checked.
+  The streaming-read row is the reference: plain threads summing the array's 64-bit words as integers.
+- idle: each pool is measured in a child process of its own, right after a burst of fork/join work, so the
+  window includes each library's spinning before its threads sleep.
+- {load_note}
+"""
+
+
+def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, mach_before: dict, mach_after: dict,
+           build_type: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_b = ", ".join(f"{x:.2f}" for x in mach_before["load"])
     load_a = ", ".join(f"{x:.2f}" for x in mach_after["load"])
-    libs = data.get("libraries", {})
+    sources = ([data] if data is not None else []) + [d for d, _, _ in forkjoin.values()]
+    libs: dict = {}
+    for source in sources:
+        for key, version in source.get("libraries", {}).items():
+            libs.setdefault(key, version)
+    compiler = next((d["compiler"] for d in sources if "compiler" in d), "unknown")
     lines = [
         "# weft benchmark results",
         "",
@@ -390,21 +619,24 @@ def render(data: dict, tasks_text: str, others: dict, mach_before: dict, mach_af
         "",
         f"- Machine: {mach_before['cpu']}; {mach_before['cpus']} CPUs (os.cpu_count()), "
         f"{mach_before['affinity']} in this process's affinity mask; {mach_before['kernel']}",
-        f"- Compiler: {data.get('compiler', 'unknown')}, {build_type} build",
+        f"- Compiler: {compiler}, {build_type} build",
         f"- Libraries: {', '.join(v for v in libs.values())}",
         f"- Load average (1, 5, 15 min) before the run: {load_b}; after: {load_a}",
         f"- Date: {now}; source: commit {git_commit()} (working tree)",
         f"- Reproduce: `{REPRODUCE}`",
         "",
-        "## Task throughput (bench/tasks)",
-        "",
-        "\"weft ÷ this\" is weft's median tasks/s (default options, the headline row) over the row's median.",
-        "",
     ]
-    task_lines, ratios = tasks_section(data)
+    ratios: dict = {}
+    task_lines: list[str] = []
+    if data is not None:
+        task_lines = ["## Task throughput (bench/tasks)", "",
+                      "\"weft ÷ this\" is weft's median tasks/s (default options, the headline row) over the row's "
+                      "median.", ""]
+        more, ratios = tasks_section(data)
+        task_lines += more
+        task_lines += idle_section(data)
+    lines += goals_section(data, ratios, others, forkjoin)
     lines += task_lines
-    lines += idle_section(data)
-    lines += goals_section(data, ratios, others)
     for name, result in others.items():
         if name == "bench_channel":
             lines += ["## Channel (bench/channel)", ""]
@@ -415,15 +647,28 @@ def render(data: dict, tasks_text: str, others: dict, mach_before: dict, mach_af
             lines += ["Console output of the same run, verbatim:", "", "```", result["text"].rstrip(), "```", ""]
         else:
             lines += text_section(name, result["text"])
+    lines += forkjoin_section(forkjoin)
     busiest = max(mach_before["load"][0], mach_after["load"][0])
     if busiest > 0.5 * (mach_before["cpus"] or 1):
         load_note = (f"Other work shared the machine during this run (1-minute load average up to {busiest:.1f} "
                      f"on {mach_before['cpus']} CPUs), so absolute rates are noisy.")
     else:
         load_note = f"The machine was quiet during this run (1-minute load average at most {busiest:.1f})."
-    lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"], load_note=load_note)]
-    lines += ["<details><summary>bench_tasks output</summary>", "", "```", tasks_text.rstrip(), "```", "",
-              "</details>", ""]
+    if data is not None:
+        lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"], load_note=load_note)]
+    if forkjoin:
+        threads = next(iter(forkjoin.values()))[0]["threads"]
+        lines += [FORKJOIN_NOTES.format(cpus=mach_before["cpus"], threads=threads,
+                                        load_note=load_note + " Ratios come from medians of the same run, the "
+                                        "contenders alternating; the min – max columns show the spread.")]
+    if data is not None:
+        lines += ["<details><summary>bench_tasks output</summary>", "", "```", tasks_text.rstrip(), "```", "",
+                  "</details>", ""]
+    for binary, _, _, _ in FORKJOIN:
+        bench = binary.removeprefix("bench_")
+        if bench in forkjoin:
+            lines += [f"<details><summary>{binary} output</summary>", "", "```", forkjoin[bench][1].rstrip(), "```",
+                      "", "</details>", ""]
     return "\n".join(lines)
 
 
@@ -441,13 +686,31 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build-dir", help="existing configured build directory (default: configure the bench preset)")
     ap.add_argument("--no-build", action="store_true", help="do not build; run what is in the build directory")
-    ap.add_argument("--output", default=str(REPO / "bench" / "RESULTS.md"), help="where to write the results")
+    ap.add_argument("--output", help="where to write the results (default: bench/RESULTS.md)")
+    ap.add_argument("--only", help="comma-separated benchmarks to run, of: " + ", ".join(ALL_BENCHMARKS))
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: small sizes and few repetitions (checks the pipeline, not the figures)")
     ap.add_argument("--tasks", type=int, help="tasks per run (bench_tasks default: 1000000)")
-    ap.add_argument("--reps", type=int, help="recorded repetitions (default 7)")
-    ap.add_argument("--warmup", type=int, help="warm-up rounds (default 1)")
-    ap.add_argument("--threads", type=int, help="workers per pool (default 2)")
-    ap.add_argument("--idle-seconds", type=float, help="idle-CPU window (default 2)")
+    ap.add_argument("--reps", type=int, help="recorded repetitions of every program (default: each program's own)")
+    ap.add_argument("--warmup", type=int, help="bench_tasks warm-up rounds (default 1)")
+    ap.add_argument("--threads", type=int, help="workers per pool, for every program (default 2)")
+    ap.add_argument("--idle-seconds", type=float,
+                    help="idle-CPU windows of bench_tasks (default 2) and bench_idle (default 5)")
     args = ap.parse_args()
+
+    selected = ALL_BENCHMARKS if not args.only else [b.strip() for b in args.only.split(",") if b.strip()]
+    unknown = [b for b in selected if b not in ALL_BENCHMARKS]
+    if unknown:
+        raise BenchError(f"unknown benchmark(s) {unknown}; choose from {ALL_BENCHMARKS}")
+    if args.output is None:
+        if args.only or args.quick:
+            raise BenchError("--only and --quick make a partial or meaningless report: give --output")
+        args.output = str(REPO / "bench" / "RESULTS.md")
+    if args.quick:
+        args.tasks = args.tasks or 100000
+        args.reps = args.reps or 2
+        args.warmup = 0 if args.warmup is None else args.warmup
+        args.idle_seconds = args.idle_seconds or 0.5
 
     for tool in ("cmake",):
         if shutil.which(tool) is None:
@@ -457,21 +720,33 @@ def main() -> int:
     if build_type != "Release":
         log(f"warning: build type is {build_type}, not Release")
 
-    tasks_bin = find_binary(build_dir, "bench_tasks")
-    if tasks_bin is None:
-        raise BenchError(f"bench_tasks not found under {build_dir}")
+    def required(name: str) -> Path:
+        binary = find_binary(build_dir, name)
+        if binary is None:
+            raise BenchError(f"{name} not found under {build_dir}")
+        return binary
+
     mach_before = machine()
-    data, tasks_text = run_tasks(tasks_bin, args)
+    data, tasks_text = None, ""
+    if "tasks" in selected:
+        data, tasks_text = run_tasks(required("bench_tasks"), args)
     others = {}
     for name in ("bench_channel", "bench_trace"):
+        if name.removeprefix("bench_") not in selected:
+            continue
         binary = find_binary(build_dir, name)
         if binary is None:
             log(f"{name} not built; skipped")
             continue
-        others[name] = run_other(binary)
+        others[name] = run_other(binary, 2 if args.quick else 5)
+    forkjoin = {}
+    for binary_name, _, _, _ in FORKJOIN:
+        bench = binary_name.removeprefix("bench_")
+        if bench in selected:
+            forkjoin[bench] = run_forkjoin(required(binary_name), args)
     mach_after = machine()
 
-    text = render(data, tasks_text, others, mach_before, mach_after, build_type)
+    text = render(data, tasks_text, others, forkjoin, mach_before, mach_after, build_type)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)

@@ -14,7 +14,7 @@ packages=(
   # command-line tool
   libcli11-dev libfmt-dev
   # comparisons in bench/ only
-  libtbb-dev libasio-dev libconcurrentqueue-dev
+  libtbb-dev libasio-dev libconcurrentqueue-dev libopenblas-dev
 )
 
 missing=()

@@ -373,11 +373,12 @@ struct ForkJoinPool::Core {
       if (latch.done()) return;
       detail::cpu_relax();
     }
+    // Leave only through done() (an acquire load): it is what makes the jobs' writes visible here.
     while (!latch.done()) {
       const EventCount::Key key = external_ec.prepare_wait();
       if (!latch.arm_external() || latch.done()) {
         external_ec.cancel_wait();
-        return;
+        continue;
       }
       external_ec.wait(key);
     }

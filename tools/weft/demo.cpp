@@ -8,8 +8,10 @@
 //   3. futures:    π(10^k) for k = 3..6 as tasks, each chained with then() to a check, gathered by when_all.
 //   4. channel:    producer tasks send per-block counts through a bounded Channel to a consumer; when_all
 //                  over the producers closes the channel, which ends the consumer's loop.
-//   5. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
-//   6. summary:    wall time, tasks/s and speedup of sections 1 and 2, and the pool's counters.
+//   5. fork/join sort:      weft::parallel_sort on a ForkJoinPool against std::sort (same result, speedup).
+//   6. fork/join recursion: fib(n) with a join per call (above a cutoff) against plain recursion.
+//   7. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
+//   8. summary:    wall time and speedup of sections 1, 2, 5 and 6, and the thread pool's counters.
 #include "demo.hpp"
 
 #include <algorithm>
@@ -32,6 +34,7 @@
 #include "weft/thread/thread_pool.hpp"
 #include "weft/trace/trace.hpp"
 
+#include "demo_fork_join.hpp"
 #include "primes.hpp"
 #include "progress.hpp"
 #include "table.hpp"
@@ -197,6 +200,7 @@ std::string rate(std::size_t tasks, double seconds) {
 
 int run_demo(const DemoOptions& options) {
   constexpr std::uint64_t kMaxTasks = 1'000'000;  // one future each: keep the bookkeeping bounded
+  constexpr int kFibCutoff = 20;                   // below it fib recurses plainly: a join costs ~10 calls
   if (options.chunk == 0 || (options.limit + options.chunk - 1) / options.chunk > kMaxTasks) {
     fmt::print(stderr, "weft demo: --limit {} with --chunk {} makes more than {} tasks; use a larger chunk\n",
                options.limit, options.chunk, kMaxTasks);
@@ -212,7 +216,7 @@ int run_demo(const DemoOptions& options) {
   fmt::print("           on a ThreadPool of {} threads ({} CPUs online)\n\n", threads,
              std::thread::hardware_concurrency());
 
-  fmt::print("[1/6] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
+  fmt::print("[1/8] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
   trace::clear();
   trace::enable();
   const RunResult parallel = count_on_pool(pool, w, style);
@@ -220,7 +224,7 @@ int run_demo(const DemoOptions& options) {
   trace::disable();
   fmt::print("  primes below {}: {}  ({:.3f} s)\n\n", w.limit, parallel.primes, parallel.seconds);
 
-  fmt::print("[2/6] sequential: the same chunks on one thread\n");
+  fmt::print("[2/8] sequential: the same chunks on one thread\n");
   const RunResult sequential = count_sequentially(w, style);
   const double speedup = parallel.seconds > 0 ? sequential.seconds / parallel.seconds : 0;
   fmt::print("  primes below {}: {}  ({:.3f} s)\n", w.limit, sequential.primes, sequential.seconds);
@@ -237,21 +241,31 @@ int run_demo(const DemoOptions& options) {
   }
   fmt::print("  speedup: {:.2f}x on {} threads\n\n", speedup, threads);
 
-  fmt::print("[3/6] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
+  fmt::print("[3/8] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
   ok = futures_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[4/6] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
+  fmt::print("[4/8] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
   ok = channel_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[5/6] trace of the thread-pool run\n");
+  fmt::print("[5/8] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
+  const ForkJoinResult sorted = fork_join_sort(options.sort_size, options.threads);
+  ok = sorted.ok && ok;
+  fmt::print("\n");
+
+  fmt::print("[6/8] fork/join: a recursive computation, one join per call\n");
+  const ForkJoinResult fib = fork_join_fib(options.fib, kFibCutoff, options.threads);
+  ok = fib.ok && ok;
+  fmt::print("\n");
+
+  fmt::print("[7/8] trace of the thread-pool run\n");
   trace_section(options.trace_path);
   fmt::print("\n");
 
   pool.shutdown();  // joins the workers, so the counters below are final
   const ThreadPoolStats stats = pool.stats();
-  fmt::print("[6/6] summary\n");
+  fmt::print("[8/8] summary\n");
   Table table({"workload", "threads", "wall time", "tasks", "tasks/s", "speedup"});
   const std::string workload = fmt::format("primes below {}", w.limit);
   table.add_row({workload + " (pool)", std::to_string(threads), fmt::format("{:.3f} s", parallel.seconds),
@@ -259,6 +273,12 @@ int run_demo(const DemoOptions& options) {
                  fmt::format("{:.2f}x", speedup)});
   table.add_row({workload + " (sequential)", "1", fmt::format("{:.3f} s", sequential.seconds),
                  std::to_string(sequential.tasks), rate(sequential.tasks, sequential.seconds), "1.00x"});
+  for (const ForkJoinResult* f : {&sorted, &fib}) {
+    table.add_row({f->workload + " (fork/join)", std::to_string(threads), fmt::format("{:.3f} s", f->parallel_seconds),
+                   "-", "-", fmt::format("{:.2f}x", f->speedup())});
+    table.add_row({f->workload + " (sequential)", "1", fmt::format("{:.3f} s", f->sequential_seconds), "-", "-",
+                   "1.00x"});
+  }
   std::fputs(table.str(2).c_str(), stdout);
   fmt::print("\n  pool '{}' (all sections): completed {}, failed {}, cancelled {}, rejected {}\n", pool.name(),
              stats.completed, stats.failed, stats.cancelled, stats.rejected);
@@ -269,8 +289,8 @@ int run_demo(const DemoOptions& options) {
 
 Command add_demo_command(CLI::App& app) {
   auto options = std::make_shared<DemoOptions>();
-  CLI::App* sub = app.add_subcommand("demo", "Count primes on a thread pool with futures and tracing; "
-                                             "report the speedup");
+  CLI::App* sub = app.add_subcommand("demo", "Count primes on a thread pool with futures and tracing, sort and "
+                                             "recurse on a fork/join pool; report the speedups");
   sub->add_option("--limit", options->limit, "Count the primes below this number")
       ->capture_default_str()
       ->check(CLI::Range(std::uint64_t{2}, std::uint64_t{1} << 32));
@@ -282,6 +302,12 @@ Command add_demo_command(CLI::App& app) {
       ->check(CLI::Range(std::size_t{0}, std::size_t{256}));
   sub->add_option("--trace", options->trace_path, "Write the Chrome/Perfetto trace of the pool run here")
       ->capture_default_str();
+  sub->add_option("--sort-size", options->sort_size, "Keys sorted by the fork/join section")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30));
+  sub->add_option("--fib", options->fib, "n of the fork/join section's fib(n)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 45));
   sub->add_flag("--quiet,-q", options->quiet, "No progress display");
   return Command{sub, [options] { return run_demo(*options); }};
 }

@@ -2,7 +2,8 @@
 //
 // It counts the primes below a limit in chunks on a ThreadPool (with a live progress display driven by
 // futures completing), repeats the count on one thread for the speedup, chains futures with then() and
-// when_all, streams results through a Channel, records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
+// when_all, streams results through a Channel, sorts and recurses on a work-stealing ForkJoinPool (with
+// speedups over the sequential versions), records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
 // a summary table. Every result is checked; a wrong count is a non-zero exit.
 #pragma once
 
@@ -22,6 +23,8 @@ struct DemoOptions {
   std::size_t threads = 0;                           ///< pool workers; 0: every available core
   std::string trace_path = "weft-demo.trace.json";  ///< where the Chrome trace goes
   bool quiet = false;                                ///< no progress display
+  std::size_t sort_size = 5'000'000;                 ///< keys sorted by the fork/join section
+  int fib = 36;                                      ///< fib(n) computed by the fork/join section
 };
 
 /// Runs the demo: the report goes to stdout, progress to stderr. Returns 0 when every check passed, 1

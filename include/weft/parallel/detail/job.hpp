@@ -62,12 +62,13 @@ class JobLatch {
   /// another worker is registered (only one worker may wait on a latch at a time; the caller then waits
   /// without registering).
   [[nodiscard]] bool arm_worker(std::uint32_t index) noexcept {
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    // acquire (here and on CAS failure): a false return may be taken as "done" by a caller.
+    std::uint64_t w = word_.load(std::memory_order_acquire);
     const std::uint64_t mine = kWorker | (std::uint64_t{index} << kIndexShift);
     for (;;) {
       if ((w & kCountMask) == 0) return false;
       if ((w & kWorker) != 0) return (w & ~(kCountMask | kExternal)) == mine;
-      if (word_.compare_exchange_weak(w, w | mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      if (word_.compare_exchange_weak(w, w | mine, std::memory_order_seq_cst, std::memory_order_acquire)) {
         return true;
       }
     }
@@ -84,11 +85,11 @@ class JobLatch {
 
   /// Registers a thread outside the pool. False when the count is already zero.
   [[nodiscard]] bool arm_external() noexcept {
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    std::uint64_t w = word_.load(std::memory_order_acquire);
     for (;;) {
       if ((w & kCountMask) == 0) return false;
       if ((w & kExternal) != 0) return true;
-      if (word_.compare_exchange_weak(w, w | kExternal, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      if (word_.compare_exchange_weak(w, w | kExternal, std::memory_order_seq_cst, std::memory_order_acquire)) {
         return true;
       }
     }

@@ -1,0 +1,1063 @@
+// Tests of weft::ForkJoinPool: join (results, void and mixed results, move-only results, exceptions from
+// either half, the second half skipped or waited for), invoke, submit/post from inside the workers, the
+// error handler of posted tasks, trace spans, the statistics, current()/current_worker_index()/in_pool(),
+// default_pool(), option checks, back-pressure of the injection queue, and shutdown from a worker.
+// The executor contract is in test_fork_join_contract.cpp, task groups in test_task_group.cpp, waiting
+// inside the pool in test_nested_waits.cpp, bounded stress runs in test_fork_join_stress.cpp.
+//
+// Workers are held still with HeldWorkers (tasks blocked on a std::latch, which never helps), so what is
+// queued behind them is known exactly; no test sleeps to synchronise.
+#include "weft/parallel/fork_join_pool.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "../thread/pool_test_support.hpp"
+#include "weft/core/errors.hpp"
+#include "weft/core/future.hpp"
+#include "weft/parallel/task_group.hpp"
+#include "weft/trace/trace.hpp"
+
+#if defined(WEFT_TEST_TSAN)
+// The C++ runtime is not built with ThreadSanitizer, so the atomic reference count of an exception object
+// (shared between the thread that threw it and the one that rethrows it from a future or a join) is
+// invisible to it; these are the reports that follow (the same list as tests/tsan.supp, so that the binary
+// can also be run directly).
+extern "C" const char* __tsan_default_suppressions() {
+  return "race:std::__exception_ptr::exception_ptr::_M_release\n"
+         "race:__cxa_free_exception\n"
+         "race:std::runtime_error::~runtime_error\n"
+         "race:std::logic_error::~logic_error\n";
+}
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+using weft::BrokenExecutor;
+using weft::Cancelled;
+using weft::ForkJoinPool;
+using weft::ForkJoinPoolOptions;
+using weft::Future;
+using weft::JobOptions;
+using weft::Promise;
+using weft::Shutdown;
+using weft::TaskGroup;
+using weft::test::CapturingHandler;
+using weft::test::kSafetyNet;
+using weft::test::Watchdog;
+
+constexpr std::size_t kSweep[] = {1, 2, 4, 16};
+
+// A task's own error type, to check that the very same type and payload come back.
+struct TaskError : std::runtime_error {
+  TaskError(const char* what, int c) : std::runtime_error(what), code(c) {}
+  int code;
+};
+
+std::size_t cpus_in_affinity_mask() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  return static_cast<std::size_t>(CPU_COUNT(&set));
+}
+
+std::string os_thread_name() {
+  char buf[64] = {};
+  pthread_getname_np(pthread_self(), buf, sizeof(buf));
+  return buf;
+}
+
+// Polls `done` (a condition another thread makes true) until it holds or the safety net runs out. For
+// conditions that have no event to wait on (a counter the pool updates); never the thing measured.
+template <class Pred>
+bool eventually(Pred done) {
+  const auto limit = std::chrono::steady_clock::now() + kSafetyNet;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > limit) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// Holds `n` workers of a pool inside tasks blocked on a std::latch (which, unlike a weft wait, does not
+// make the worker run other jobs) until release() or destruction. The constructor returns once all of them
+// run, so whatever is queued afterwards stays queued.
+class HeldWorkers {
+ public:
+  HeldWorkers(ForkJoinPool& pool, std::size_t n) : started_(static_cast<std::ptrdiff_t>(n)) {
+    futures_.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      futures_.push_back(pool.submit([this] {
+        indices_[static_cast<std::size_t>(started_count_.fetch_add(1))] = ForkJoinPool::current_worker_index();
+        started_.count_down();
+        gate_.wait();
+      }));
+    }
+    started_.wait();
+  }
+  HeldWorkers(const HeldWorkers&) = delete;
+  HeldWorkers& operator=(const HeldWorkers&) = delete;
+  ~HeldWorkers() {
+    release();
+    for (auto& f : futures_) f.wait();
+  }
+
+  void release() {
+    if (!released_.exchange(true)) gate_.count_down();
+  }
+
+  /// The worker indices the held tasks run on (valid once constructed).
+  std::set<int> indices() const {
+    std::set<int> s;
+    for (int i = 0; i < started_count_.load(); ++i) s.insert(indices_[static_cast<std::size_t>(i)]);
+    return s;
+  }
+
+ private:
+  std::latch started_;
+  std::latch gate_{1};
+  std::atomic<bool> released_{false};
+  std::atomic<int> started_count_{0};
+  int indices_[64] = {};
+  std::vector<Future<void>> futures_;
+};
+
+long fib(ForkJoinPool& pool, int n) {
+  if (n < 2) return n;
+  auto [a, b] = pool.join([&] { return fib(pool, n - 1); }, [&] { return fib(pool, n - 2); });
+  return a + b;
+}
+
+long fib_seq(int n) { return n < 2 ? n : fib_seq(n - 1) + fib_seq(n - 2); }
+
+struct NoDefault {  // a result type without a default constructor
+  explicit NoDefault(int v) : value(v) {}
+  int value;
+};
+
+// ---- join: results ----------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, JoinReturnsBothResults) {
+  for (std::size_t threads : kSweep) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    // From outside the pool join runs as invoke.
+    auto outside = pool.join([] { return 1; }, [] { return std::string("two"); });
+    static_assert(std::is_same_v<decltype(outside), std::pair<int, std::string>>);
+    EXPECT_EQ(outside.first, 1);
+    EXPECT_EQ(outside.second, "two");
+    // From a worker.
+    auto inside = pool.invoke([&] { return pool.join([] { return 3; }, [] { return 4.5; }); });
+    EXPECT_EQ(inside.first, 3);
+    EXPECT_EQ(inside.second, 4.5);
+    // A result type without a default constructor.
+    auto nd = pool.join([] { return NoDefault(5); }, [] { return NoDefault(6); });
+    EXPECT_EQ(nd.first.value + nd.second.value, 11);
+    // Recursion.
+    EXPECT_EQ(pool.invoke([&] { return fib(pool, 22); }), fib_seq(22));
+    EXPECT_EQ(fib(pool, 18), fib_seq(18));  // outermost join from outside, the rest inside
+  }
+}
+
+TEST(ForkJoinPool, JoinVoidAndMixedResults) {
+  for (std::size_t threads : {std::size_t{1}, std::size_t{3}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    std::atomic<int> a{0};
+    std::atomic<int> b{0};
+    static_assert(std::is_void_v<decltype(pool.join([] {}, [] {}))>);
+    static_assert(std::is_same_v<decltype(pool.join([] {}, [] { return 1; })), std::pair<std::monostate, int>>);
+    static_assert(std::is_same_v<decltype(pool.join([] { return 1; }, [] {})), std::pair<int, std::monostate>>);
+
+    pool.join([&] { a += 1; }, [&] { b += 1; });
+    EXPECT_EQ(a.load(), 1);
+    EXPECT_EQ(b.load(), 1);
+    auto [m1, v1] = pool.join([&] { a += 1; }, [] { return 7; });
+    (void)m1;
+    EXPECT_EQ(v1, 7);
+    auto [v2, m2] = pool.join([] { return std::string("x"); }, [&] { b += 1; });
+    (void)m2;
+    EXPECT_EQ(v2, "x");
+    EXPECT_EQ(a.load(), 2);
+    EXPECT_EQ(b.load(), 2);
+
+    pool.invoke([&] {
+      pool.join([&] { a += 10; }, [&] { b += 10; });
+      auto [m, v] = pool.join([&] { a += 10; }, [] { return 8; });
+      (void)m;
+      EXPECT_EQ(v, 8);
+    });
+    EXPECT_EQ(a.load(), 22);
+    EXPECT_EQ(b.load(), 12);
+  }
+}
+
+TEST(ForkJoinPool, JoinMoveOnlyResults) {
+  for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{8}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    auto [p, q] = pool.join([] { return std::make_unique<int>(1); }, [] { return std::make_unique<std::string>("b"); });
+    ASSERT_NE(p, nullptr);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(*p, 1);
+    EXPECT_EQ(*q, "b");
+    // Moved up through a recursion, from both halves.
+    std::function<std::unique_ptr<long>(int)> sum = [&](int n) -> std::unique_ptr<long> {
+      if (n == 0) return std::make_unique<long>(1);
+      auto [l, r] = pool.join([&] { return sum(n - 1); }, [&] { return sum(n - 1); });
+      return std::make_unique<long>(*l + *r);
+    };
+    auto total = pool.invoke([&] { return sum(10); });
+    ASSERT_NE(total, nullptr);
+    EXPECT_EQ(*total, 1024);
+  }
+}
+
+TEST(ForkJoinPool, JoinRunsTheSecondHalfOnAThiefWhenTheFirstWaitsForIt) {
+  Watchdog dog("JoinRunsTheSecondHalfOnAThiefWhenTheFirstWaitsForIt");
+  for (std::size_t threads : {std::size_t{2}, std::size_t{4}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    // a blocks (without helping) until b has started, so b can only run on another worker: a thief.
+    std::latch b_started(1);
+    auto [ta, tb] = pool.invoke([&] {
+      return pool.join(
+          [&] {
+            b_started.wait();
+            return std::this_thread::get_id();
+          },
+          [&] {
+            b_started.count_down();
+            return std::this_thread::get_id();
+          });
+    });
+    EXPECT_NE(ta, tb);
+  }
+}
+
+// ---- join: exceptions -------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, JoinRethrowsTheExceptionOfTheFirstHalf) {
+  for (std::size_t threads : kSweep) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    auto thrower = [] () -> int { throw TaskError("a", 1); };
+    try {
+      (void)pool.join(thrower, [] { return 2; });  // from outside
+      ADD_FAILURE() << "join must rethrow";
+    } catch (const TaskError& e) {
+      EXPECT_EQ(e.code, 1);
+    }
+    try {
+      pool.invoke([&] { (void)pool.join(thrower, [] { return 2; }); });  // from a worker
+      ADD_FAILURE() << "join must rethrow";
+    } catch (const TaskError& e) {
+      EXPECT_EQ(e.code, 1);
+    }
+    EXPECT_THROW(pool.join([] { throw 5; }, [] {}), int);  // not a std::exception
+    EXPECT_EQ(pool.invoke([&] { return fib(pool, 12); }), fib_seq(12));  // the pool still works
+  }
+}
+
+TEST(ForkJoinPool, JoinRethrowsTheExceptionOfTheSecondHalf) {
+  for (std::size_t threads : kSweep) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    std::atomic<bool> a_ran{false};
+    try {
+      pool.invoke([&] {
+        (void)pool.join([&] { a_ran = true; return 1; }, []() -> int { throw TaskError("b", 2); });
+      });
+      ADD_FAILURE() << "join must rethrow";
+    } catch (const TaskError& e) {
+      EXPECT_EQ(e.code, 2);
+    }
+    EXPECT_TRUE(a_ran.load());
+    EXPECT_THROW(pool.join([] {}, [] { throw std::out_of_range("b"); }), std::out_of_range);
+  }
+}
+
+TEST(ForkJoinPool, JoinRethrowsTheSecondHalfsExceptionFromAThief) {
+  Watchdog dog("JoinRethrowsTheSecondHalfsExceptionFromAThief");
+  ForkJoinPool pool(2);
+  std::latch b_started(1);
+  try {
+    pool.invoke([&] {
+      pool.join([&] { b_started.wait(); },  // b can only run on the other worker
+                [&] {
+                  b_started.count_down();
+                  throw TaskError("stolen b", 3);
+                });
+    });
+    ADD_FAILURE() << "join must rethrow";
+  } catch (const TaskError& e) {
+    EXPECT_EQ(e.code, 3);
+  }
+}
+
+TEST(ForkJoinPool, JoinWhenBothHalvesThrowTheFirstHalfsExceptionWins) {
+  Watchdog dog("JoinWhenBothHalvesThrowTheFirstHalfsExceptionWins");
+  for (std::size_t threads : kSweep) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    // Plain: b may be skipped (a threw first), or run on a thief.
+    for (int round = 0; round < 20; ++round) {
+      try {
+        pool.invoke([&] {
+          pool.join([] { throw TaskError("a", 1); }, [] { throw TaskError("b", 2); });
+        });
+        ADD_FAILURE() << "join must rethrow";
+      } catch (const TaskError& e) {
+        EXPECT_EQ(e.code, 1);
+      }
+    }
+    if (threads < 2) continue;
+    // Both certainly throw: a throws only once b runs on a thief (and b may throw before or after a).
+    for (int round = 0; round < 20; ++round) {
+      std::latch b_started(1);
+      try {
+        pool.invoke([&] {
+          pool.join(
+              [&] {
+                b_started.wait();
+                throw TaskError("a", 1);
+              },
+              [&] {
+                b_started.count_down();
+                throw TaskError("b", 2);
+              });
+        });
+        ADD_FAILURE() << "join must rethrow";
+      } catch (const TaskError& e) {
+        EXPECT_EQ(e.code, 1);
+      }
+    }
+  }
+}
+
+TEST(ForkJoinPool, JoinSkipsTheSecondHalfWhenTheFirstThrewAndNobodyStoleIt) {
+  // One worker: nobody can steal b.
+  {
+    ForkJoinPool pool(1);
+    std::atomic<int> b_ran{0};
+    for (int round = 0; round < 10; ++round) {
+      EXPECT_THROW(pool.invoke([&] { pool.join([] { throw TaskError("a", 1); }, [&] { ++b_ran; }); }), TaskError);
+    }
+    EXPECT_THROW(pool.join([] { throw TaskError("a", 1); }, [&] { ++b_ran; }), TaskError);
+    EXPECT_EQ(b_ran.load(), 0);
+  }
+  // Four workers, three of them held: the joining worker is the only one free, so again nobody steals.
+  {
+    ForkJoinPool pool(4);
+    HeldWorkers held(pool, 3);
+    std::atomic<int> b_ran{0};
+    for (int round = 0; round < 10; ++round) {
+      EXPECT_THROW(pool.invoke([&] { pool.join([] { throw TaskError("a", 1); }, [&] { ++b_ran; }); }), TaskError);
+    }
+    EXPECT_EQ(b_ran.load(), 0);
+  }
+}
+
+TEST(ForkJoinPool, JoinWaitsForAStolenSecondHalfBeforeRethrowing) {
+  Watchdog dog("JoinWaitsForAStolenSecondHalfBeforeRethrowing");
+  ForkJoinPool pool(2);
+  for (int round = 0; round < 20; ++round) {
+    std::latch b_started(1);
+    std::latch a_threw(1);
+    std::atomic<bool> b_done{false};
+    std::atomic<bool> returned{false};
+    std::atomic<bool> b_saw_return{false};
+    try {
+      pool.invoke([&] {
+        pool.join(
+            [&] {
+              b_started.wait();  // b is running on the other worker
+              a_threw.count_down();
+              throw TaskError("a", 1);
+            },
+            [&] {
+              b_started.count_down();
+              a_threw.wait();
+              for (int i = 0; i < 200; ++i) {  // keep running a little after a threw
+                if (returned.load()) b_saw_return = true;
+                std::this_thread::yield();
+              }
+              b_done = true;
+            });
+      });
+      ADD_FAILURE() << "join must rethrow";
+    } catch (const TaskError& e) {
+      returned = true;
+      EXPECT_EQ(e.code, 1);
+    }
+    EXPECT_TRUE(b_done.load()) << "join returned while its stolen half was still running";
+    EXPECT_FALSE(b_saw_return.load());
+  }
+}
+
+// ---- invoke -------------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, InvokeFromOutsideRunsOnAWorker) {
+  for (std::size_t threads : kSweep) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    const auto caller = std::this_thread::get_id();
+    auto [index, tid, inside] = pool.invoke([&] {
+      return std::tuple(ForkJoinPool::current_worker_index(), std::this_thread::get_id(), pool.in_pool());
+    });
+    EXPECT_GE(index, 0);
+    EXPECT_LT(index, static_cast<int>(threads));
+    EXPECT_NE(tid, caller);
+    EXPECT_TRUE(inside);
+    std::atomic<int> side{0};
+    pool.invoke([&] { side = 3; });  // void
+    EXPECT_EQ(side.load(), 3);
+    auto owned = pool.invoke([] { return std::make_unique<int>(9); });  // move-only
+    EXPECT_EQ(*owned, 9);
+    EXPECT_THROW(pool.invoke([]() -> int { throw TaskError("x", 1); }), TaskError);
+    // A mutable callable passed as an lvalue is called in place (no copy).
+    int calls = 0;
+    auto counter = [&calls]() mutable { return ++calls; };
+    EXPECT_EQ(pool.invoke(counter), 1);
+    EXPECT_EQ(pool.invoke(counter), 2);
+  }
+}
+
+// Busy work of a length that varies from call to call, so that over many calls some jobs end just as an
+// outside waiter stops spinning and registers to sleep.
+void busy(int i) {
+  volatile int sink = 0;
+  for (int j = 0; j < (i % 61) * 40; ++j) sink = sink + j;
+}
+
+// An outside caller of invoke, join or TaskGroup::wait reads what the jobs wrote (the result, the group's
+// outputs) as soon as its wait returns: the wait must synchronise with the job's end (acquire) on every
+// path, including the one where the caller finds the job finished only as it registers to sleep.
+// ThreadSanitizer reports the race if a path lacks the acquire. Several callers at once make each of them
+// go round that path often (a job's end wakes every outside waiter of the pool, and they re-register).
+TEST(ForkJoinPool, OutsideWaitersSeeWhatTheJobsWrote) {
+  Watchdog dog("OutsideWaitersSeeWhatTheJobsWrote");
+  constexpr int kCallers = 4;
+  const int rounds = static_cast<int>(weft::test::scaled(500, 250));
+  for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{16}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(threads);
+    std::atomic<int> wrong{0};
+    {
+      std::vector<std::jthread> callers;
+      for (int c = 0; c < kCallers; ++c) {
+        callers.emplace_back([&pool, &wrong, rounds, c] {
+          for (int r = 0; r < rounds; ++r) {
+            const int i = r * kCallers + c;
+            std::string s = pool.invoke([i] {
+              busy(i);
+              return std::string(40, static_cast<char>('a' + i % 26)) + std::to_string(i);
+            });
+            if (s.size() != 40 + std::to_string(i).size() || s[0] != static_cast<char>('a' + i % 26)) ++wrong;
+            auto [p, q] = pool.join(
+                [i] {
+                  busy(i + 7);
+                  return std::make_unique<int>(i);
+                },
+                [i] { return std::vector<int>(3, i); });
+            if (*p != i || q[2] != i) ++wrong;
+            std::vector<int> parts(4, -1);
+            TaskGroup group(pool);
+            for (int k = 0; k < 4; ++k) {
+              group.spawn([&parts, k, i] {
+                busy(i + 13 * k);
+                parts[static_cast<std::size_t>(k)] = k + i;
+              });
+            }
+            group.wait();
+            for (int k = 0; k < 4; ++k) {
+              if (parts[static_cast<std::size_t>(k)] != k + i) ++wrong;
+            }
+          }
+        });
+      }
+    }
+    EXPECT_EQ(wrong.load(), 0);
+  }
+}
+
+TEST(ForkJoinPool, InvokeInsideAWorkerIsAPlainCall) {
+  ForkJoinPool pool(3);
+  auto same = pool.invoke([&] {
+    const auto tid = std::this_thread::get_id();
+    const int index = ForkJoinPool::current_worker_index();
+    return pool.invoke([&] { return tid == std::this_thread::get_id() && index == ForkJoinPool::current_worker_index(); });
+  });
+  EXPECT_TRUE(same);
+  EXPECT_THROW(pool.invoke([&] { pool.invoke([] { throw TaskError("inner", 4); }); }), TaskError);
+}
+
+TEST(ForkJoinPool, InvokeFromAWorkerOfAnotherPool) {
+  ForkJoinPool a(ForkJoinPoolOptions{.threads = 2, .name = "fj-a"});
+  ForkJoinPool b(ForkJoinPoolOptions{.threads = 2, .name = "fj-b"});
+  auto r = a.invoke([&] {
+    EXPECT_TRUE(a.in_pool());
+    EXPECT_FALSE(b.in_pool());
+    return b.invoke([&] { return std::pair(ForkJoinPool::current() == &b, b.in_pool() && !a.in_pool()); });
+  });
+  EXPECT_TRUE(r.first);
+  EXPECT_TRUE(r.second);
+}
+
+// ---- submit and post --------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, SubmitAndPostFromInsideTheWorkers) {
+  Watchdog dog("SubmitAndPostFromInsideTheWorkers");
+  for (std::size_t threads : kSweep) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    // Declared before the pool: a worker may still be inside set_value() (past the point where the future
+    // became ready) until the pool has joined its workers.
+    Promise<void> all;
+    Future<void> all_ran = all.get_future();
+    ForkJoinPool pool(threads);
+    // A task submits sub-tasks (to its own deque) and waits for them.
+    const int total = pool.invoke([&] {
+      std::vector<Future<int>> parts;
+      for (int i = 0; i < 100; ++i) parts.push_back(pool.submit([](int x) { return x; }, i));
+      int s = 0;
+      for (auto& f : parts) s += f.get();
+      return s;
+    });
+    EXPECT_EQ(total, 99 * 100 / 2);
+    // A task posts detached tasks; the last of them fulfils a promise.
+    constexpr int kPosted = 64;
+    std::atomic<int> ran{0};
+    pool.submit([&] {
+          for (int i = 0; i < kPosted; ++i) {
+            pool.post(JobOptions{.name = "inner-post"}, [&] {
+              if (ran.fetch_add(1) + 1 == kPosted) all.set_value();
+            });
+          }
+        })
+        .get_for(kSafetyNet);
+    all_ran.get_for(kSafetyNet);
+    EXPECT_EQ(ran.load(), kPosted);
+    // Submitted tasks submitting further tasks, their futures returned to the outside.
+    auto nested = pool.submit([&] { return pool.submit([&] { return pool.submit([] { return 7; }); }); });
+    EXPECT_EQ(nested.get_for(kSafetyNet).get_for(kSafetyNet).get_for(kSafetyNet), 7);
+  }
+}
+
+TEST(ForkJoinPool, PostedExceptionsGoToOnError) {
+  Watchdog dog("PostedExceptionsGoToOnError");
+  std::mutex mutex;
+  std::vector<int> codes;
+  Promise<void> three;
+  Future<void> three_reported = three.get_future();
+  ForkJoinPool pool(ForkJoinPoolOptions{.threads = 2, .on_error = [&](std::exception_ptr e) {
+                                          try {
+                                            std::rethrow_exception(e);
+                                          } catch (const TaskError& t) {
+                                            std::lock_guard lock(mutex);
+                                            codes.push_back(t.code);
+                                            if (codes.size() == 3) three.set_value();
+                                          } catch (...) {
+                                            ADD_FAILURE() << "unexpected exception type";
+                                          }
+                                        }});
+  pool.post([] { throw TaskError("p1", 1); });
+  pool.post([](int c) { throw TaskError("p2", c); }, 2);
+  pool.submit([&] { pool.post([] { throw TaskError("p3", 3); }); }).get_for(kSafetyNet);
+  three_reported.get_for(kSafetyNet);
+  {
+    std::lock_guard lock(mutex);
+    std::vector<int> sorted = codes;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<int>{1, 2, 3}));
+  }
+  EXPECT_EQ(pool.submit([] { return 1; }).get_for(kSafetyNet), 1);  // the workers survived
+  pool.shutdown();
+  EXPECT_EQ(pool.stats().failed, 3u);
+}
+
+TEST(ForkJoinPool, PostedExceptionsGoToTheUnhandledHandlerByDefault) {
+  Watchdog dog("PostedExceptionsGoToTheUnhandledHandlerByDefault");
+  std::latch reported(1);
+  CapturingHandler handler(&reported);
+  {
+    ForkJoinPool pool(2);
+    pool.post([] { throw TaskError("posted boom", 1); });
+    reported.wait();
+  }
+  const auto reports = handler.reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].what, "posted boom");
+  EXPECT_FALSE(reports[0].context.empty());
+}
+
+TEST(ForkJoinPool, SubmitWithATraceNameAndArguments) {
+  ForkJoinPool pool(2);
+  auto f = pool.submit(JobOptions{.name = "named"}, [](int a, std::string b) { return b + std::to_string(a); }, 4,
+                       std::string("n"));
+  EXPECT_EQ(f.get_for(kSafetyNet), "n4");
+  auto g = pool.submit([](std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(6));
+  EXPECT_EQ(g.get_for(kSafetyNet), 6);
+}
+
+// ---- tracing and statistics -------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, RecordsTraceSpansUnderItsName) {
+  namespace trace = weft::trace;
+  constexpr int kOk = 40;
+  trace::clear();
+  trace::enable();
+  {
+    ForkJoinPool pool(ForkJoinPoolOptions{.threads = 2, .name = "fj-traced-pool"});
+    std::vector<Future<int>> futures;
+    for (int i = 0; i < kOk; ++i) futures.push_back(pool.submit(JobOptions{.name = "fj-span-ok"}, [i] { return i; }));
+    auto bad = pool.submit(JobOptions{.name = "fj-span-fail"}, []() -> int { throw TaskError("traced", 1); });
+    std::latch posted(1);
+    pool.post(JobOptions{.name = "fj-span-post"}, [&] { posted.count_down(); });
+    TaskGroup group(pool);
+    for (int i = 0; i < 5; ++i) group.spawn(JobOptions{.name = "fj-span-group"}, [] {});
+    group.wait();
+    for (int i = 0; i < kOk; ++i) EXPECT_EQ(futures[i].get_for(kSafetyNet), i);
+    EXPECT_THROW(bad.get_for(kSafetyNet), TaskError);
+    posted.wait();
+    pool.shutdown();  // the workers are joined: every span is recorded
+  }
+  trace::disable();
+  const std::vector<trace::Span> spans = trace::snapshot();
+  std::ostringstream json;
+  trace::write_chrome_json(json);
+  trace::clear();
+
+  int ok = 0, fail = 0, post = 0, group_spans = 0;
+  std::set<std::uint32_t> executors;
+  for (const auto& s : spans) {
+    if (s.name == nullptr) continue;
+    const std::string name = s.name;
+    if (name.rfind("fj-span-", 0) != 0) continue;
+    executors.insert(s.executor);
+    EXPECT_LT(s.worker, 2u) << name;
+    EXPECT_LE(s.submit, s.start) << name;
+    EXPECT_LE(s.start, s.end) << name;
+    if (name == "fj-span-ok") {
+      ++ok;
+      EXPECT_FALSE(s.failed);
+    } else if (name == "fj-span-fail") {
+      ++fail;
+      EXPECT_TRUE(s.failed);
+    } else if (name == "fj-span-post") {
+      ++post;
+    } else if (name == "fj-span-group") {
+      ++group_spans;
+    }
+  }
+  EXPECT_EQ(ok, kOk);
+  EXPECT_EQ(fail, 1);
+  EXPECT_EQ(post, 1);
+  EXPECT_EQ(group_spans, 5);
+  ASSERT_EQ(executors.size(), 1u) << "the spans of one pool carry one executor id";
+  const std::uint32_t id = *executors.begin();
+  EXPECT_NE(id, 0u) << "the pool registers its name with the tracer";
+  const std::string expected = "\"pid\":" + std::to_string(id) + ",\"tid\":0,\"args\":{\"name\":\"fj-traced-pool\"}";
+  EXPECT_NE(json.str().find(expected), std::string::npos) << "no process named after the pool in the trace";
+}
+
+TEST(ForkJoinPool, NoSpansWhenTracingIsOff) {
+  namespace trace = weft::trace;
+  trace::disable();
+  trace::clear();
+  {
+    ForkJoinPool pool(2);
+    for (int i = 0; i < 10; ++i) pool.submit(JobOptions{.name = "fj-untraced"}, [] {}).get_for(kSafetyNet);
+  }
+  for (const auto& s : trace::snapshot()) {
+    EXPECT_FALSE(s.name != nullptr && std::string(s.name) == "fj-untraced");
+  }
+}
+
+TEST(ForkJoinPool, StatsCountJobs) {
+  Watchdog dog("StatsCountJobs");
+  ForkJoinPool pool(ForkJoinPoolOptions{.threads = 2, .spin = std::chrono::nanoseconds(0)});
+  EXPECT_EQ(pool.stats().threads, 2u);
+  EXPECT_TRUE(eventually([&] { return pool.stats().parks >= 1; })) << "an idle pool's workers never slept";
+
+  constexpr int kTasks = 100;
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < kTasks; ++i) {
+    futures.push_back(pool.submit([i]() -> int {
+      if (i % 10 == 0) throw TaskError("counted", i);
+      return i;
+    }));
+  }
+  for (int i = 0; i < kTasks; ++i) {
+    if (i % 10 == 0) {
+      EXPECT_THROW(futures[i].get_for(kSafetyNet), TaskError);
+    } else {
+      EXPECT_EQ(futures[i].get_for(kSafetyNet), i);
+    }
+  }
+
+  // A join whose first half waits for the second: the second is stolen.
+  std::latch b_started(1);
+  pool.invoke([&] { pool.join([&] { b_started.wait(); }, [&] { b_started.count_down(); }); });
+  EXPECT_GE(pool.stats().stolen, 1u);
+
+  // Queued behind held workers: counted as queued; two of them cancelled through their futures.
+  {
+    HeldWorkers held(pool, 2);
+    std::vector<Future<int>> queued;
+    for (int i = 0; i < 5; ++i) queued.push_back(pool.submit([i] { return i; }));
+    EXPECT_EQ(pool.stats().queued, 5u);
+    EXPECT_TRUE(queued[1].cancel());
+    EXPECT_TRUE(queued[3].cancel());
+    held.release();
+    for (int i : {0, 2, 4}) EXPECT_EQ(queued[i].get_for(kSafetyNet), i);
+    EXPECT_THROW(queued[1].get(), Cancelled);
+  }
+  pool.shutdown();  // the workers are joined: the counters are final
+  const auto s = pool.stats();
+  EXPECT_EQ(s.failed, 10u);
+  EXPECT_EQ(s.cancelled, 2u);
+  EXPECT_GE(s.executed, static_cast<std::uint64_t>(kTasks) + 1 + 2 + 3);  // tasks, stolen half, held, queued
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_GE(s.parks, 1u);
+}
+
+// ---- where am I -------------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, CurrentAndWorkerIndexAndInPool) {
+  EXPECT_EQ(ForkJoinPool::current(), nullptr);
+  EXPECT_EQ(ForkJoinPool::current_worker_index(), -1);
+  for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{5}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(ForkJoinPoolOptions{.threads = threads, .name = "fjw"});
+    ForkJoinPool other(1);
+    EXPECT_FALSE(pool.in_pool());
+    EXPECT_EQ(pool.threads(), threads);
+    EXPECT_EQ(pool.name(), "fjw");
+    {
+      HeldWorkers held(pool, threads);  // one held task per worker: every index appears once
+      std::set<int> expected;
+      for (std::size_t i = 0; i < threads; ++i) expected.insert(static_cast<int>(i));
+      EXPECT_EQ(held.indices(), expected);
+    }
+    auto seen = pool.invoke([&] {
+      return std::tuple(ForkJoinPool::current() == &pool, pool.in_pool(), other.in_pool(), os_thread_name(),
+                        ForkJoinPool::current_worker_index());
+    });
+    EXPECT_TRUE(std::get<0>(seen));
+    EXPECT_TRUE(std::get<1>(seen));
+    EXPECT_FALSE(std::get<2>(seen));
+    EXPECT_EQ(std::get<3>(seen), "fjw-" + std::to_string(std::get<4>(seen)));
+    // A plain thread started from a worker is not a worker.
+    auto from_thread = pool.invoke([&] {
+      int index = 0;
+      bool inside = true;
+      ForkJoinPool* cur = &pool;
+      std::thread t([&] {
+        index = ForkJoinPool::current_worker_index();
+        inside = pool.in_pool();
+        cur = ForkJoinPool::current();
+      });
+      t.join();
+      return index == -1 && !inside && cur == nullptr;
+    });
+    EXPECT_TRUE(from_thread);
+  }
+  EXPECT_EQ(ForkJoinPool::current(), nullptr);
+}
+
+TEST(ForkJoinPool, DefaultPool) {
+  ForkJoinPool& d = weft::default_pool();
+  EXPECT_EQ(&d, &weft::default_pool());
+  EXPECT_EQ(d.threads(), cpus_in_affinity_mask());
+  EXPECT_EQ(&weft::current_or_default_pool(), &d);
+  // Made once even when first asked for from several threads at once.
+  std::vector<ForkJoinPool*> seen(4, nullptr);
+  {
+    std::vector<std::jthread> threads;
+    for (std::size_t i = 0; i < seen.size(); ++i) threads.emplace_back([&seen, i] { seen[i] = &weft::default_pool(); });
+  }
+  for (auto* p : seen) EXPECT_EQ(p, &d);
+  // The free join uses the default pool from outside and the current pool from a worker.
+  auto [on_default, two] = weft::join([] { return ForkJoinPool::current(); }, [] { return 2; });
+  EXPECT_EQ(on_default, &d);
+  EXPECT_EQ(two, 2);
+  ForkJoinPool pool(2);
+  auto inside = pool.invoke([&] {
+    auto [p, q] = weft::join([] { return ForkJoinPool::current(); }, [] { return ForkJoinPool::current(); });
+    return std::tuple(&weft::current_or_default_pool() == &pool, p == &pool, q == &pool);
+  });
+  EXPECT_TRUE(std::get<0>(inside));
+  EXPECT_TRUE(std::get<1>(inside));
+  EXPECT_TRUE(std::get<2>(inside));
+  EXPECT_EQ(d.submit([] { return 5; }).get_for(kSafetyNet), 5);
+}
+
+// ---- options --------------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, OptionsAreValidated) {
+  EXPECT_THROW(ForkJoinPool(ForkJoinPoolOptions{.capacity = 0}), std::invalid_argument);
+  EXPECT_THROW(ForkJoinPool(ForkJoinPoolOptions{.deque_capacity = 0}), std::invalid_argument);
+  EXPECT_THROW(ForkJoinPool(ForkJoinPoolOptions{.deque_capacity = 1}), std::invalid_argument);
+  {
+    ForkJoinPool pool(ForkJoinPoolOptions{});
+    EXPECT_EQ(pool.threads(), cpus_in_affinity_mask());
+    EXPECT_EQ(pool.name(), "forkjoin");
+  }
+  {
+    ForkJoinPool pool(std::size_t{3});
+    EXPECT_EQ(pool.threads(), 3u);
+  }
+  {
+    ForkJoinPool pool(std::size_t{0});
+    EXPECT_EQ(pool.threads(), cpus_in_affinity_mask());
+  }
+}
+
+TEST(ForkJoinPool, TinyDequesRunOverflowingJobsInline) {
+  // A deque of two jobs: deep recursion pushes past it, and those halves run at once on the pusher.
+  for (std::size_t threads : {std::size_t{1}, std::size_t{4}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(ForkJoinPoolOptions{.threads = threads, .deque_capacity = 2});
+    EXPECT_EQ(pool.invoke([&] { return fib(pool, 20); }), fib_seq(20));
+    auto sum = pool.invoke([&] {
+      std::vector<Future<int>> fs;
+      for (int i = 0; i < 50; ++i) fs.push_back(pool.submit([i] { return i; }));
+      int s = 0;
+      for (auto& f : fs) s += f.get();
+      return s;
+    });
+    EXPECT_EQ(sum, 49 * 50 / 2);
+  }
+}
+
+TEST(ForkJoinPool, SmallStacksStillRunDeepRecursion) {
+  ForkJoinPool pool(ForkJoinPoolOptions{.threads = 2, .stack_size = std::size_t{1} << 20});
+  EXPECT_EQ(pool.invoke([&] { return fib(pool, 18); }), fib_seq(18));
+}
+
+// ---- back-pressure ----------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, InjectionQueueBlocksOutsideSubmittersWhenFull) {
+  Watchdog dog("InjectionQueueBlocksOutsideSubmittersWhenFull");
+  for (std::size_t capacity : {std::size_t{1}, std::size_t{2}}) {
+    for (std::size_t threads : {std::size_t{1}, std::size_t{2}}) {
+      SCOPED_TRACE("capacity=" + std::to_string(capacity) + " threads=" + std::to_string(threads));
+      ForkJoinPool pool(ForkJoinPoolOptions{.threads = threads, .capacity = capacity});
+      HeldWorkers held(pool, threads);  // nobody takes from the injection queue until released
+      const int total = static_cast<int>(capacity) + 3;
+      std::atomic<int> submitted{0};
+      std::atomic<bool> released{false};
+      std::atomic<int> returned_early{0};  // submits past the capacity that returned while nothing was taken
+      std::atomic<int> ran{0};
+      std::vector<Future<int>> futures(static_cast<std::size_t>(total));
+      std::jthread producer([&] {
+        for (int i = 0; i < total; ++i) {
+          futures[static_cast<std::size_t>(i)] = pool.submit([&ran, i] {
+            ran.fetch_add(1);
+            return i;
+          });
+          if (i >= static_cast<int>(capacity) && !released.load()) returned_early.fetch_add(1);
+          submitted.store(i + 1);
+        }
+      });
+      ASSERT_TRUE(eventually([&] { return submitted.load() >= static_cast<int>(capacity); }));
+      EXPECT_EQ(pool.stats().queued, capacity);
+      EXPECT_EQ(ran.load(), 0);
+      released = true;
+      held.release();
+      producer.join();
+      EXPECT_EQ(returned_early.load(), 0) << "a submit returned while the injection queue was full";
+      for (int i = 0; i < total; ++i) EXPECT_EQ(futures[static_cast<std::size_t>(i)].get_for(kSafetyNet), i);
+      EXPECT_EQ(ran.load(), total);
+    }
+  }
+}
+
+TEST(ForkJoinPool, SeveralBlockedSubmittersAllGetThrough) {
+  Watchdog dog("SeveralBlockedSubmittersAllGetThrough");
+  constexpr int kProducers = 4;
+  constexpr int kEach = 50;
+  for (std::size_t threads : {std::size_t{1}, std::size_t{3}}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    ForkJoinPool pool(ForkJoinPoolOptions{.threads = threads, .capacity = 1});
+    std::atomic<long> sum{0};
+    std::latch go(kProducers + 1);
+    {
+      HeldWorkers held(pool, threads);
+      std::vector<std::jthread> producers;
+      for (int p = 0; p < kProducers; ++p) {
+        producers.emplace_back([&, p] {
+          go.arrive_and_wait();
+          for (int i = 0; i < kEach; ++i) pool.post([&sum, v = p * kEach + i] { sum.fetch_add(v); });
+        });
+      }
+      go.arrive_and_wait();
+      held.release();
+    }  // producers joined: every post has returned
+    pool.shutdown();
+    const long n = kProducers * kEach;
+    EXPECT_EQ(sum.load(), n * (n - 1) / 2);
+  }
+}
+
+TEST(ForkJoinPool, ShutdownWakesASubmitterBlockedOnAFullQueue) {
+  Watchdog dog("ShutdownWakesASubmitterBlockedOnAFullQueue");
+  ForkJoinPool pool(ForkJoinPoolOptions{.threads = 1, .capacity = 2});
+  HeldWorkers held(pool, 1);
+  std::atomic<int> submitted{0};
+  std::vector<Future<int>> queued(2);
+  std::atomic<bool> refused{false};
+  std::jthread producer([&] {
+    for (int i = 0; i < 2; ++i) {
+      queued[static_cast<std::size_t>(i)] = pool.submit([i] { return i; });
+      submitted.store(i + 1);
+    }
+    try {
+      (void)pool.submit([] { return -1; });  // blocks: full, and the worker is held
+    } catch (const BrokenExecutor&) {
+      refused = true;
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return submitted.load() == 2; }));
+  std::jthread stopper([&] { pool.shutdown(Shutdown::drain); });
+  producer.join();  // returns only once the shutdown has woken it
+  EXPECT_TRUE(refused.load());
+  held.release();
+  stopper.join();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(queued[static_cast<std::size_t>(i)].get(), i);  // drained
+}
+
+// ---- shutdown -----------------------------------------------------------------------------------------------
+
+TEST(ForkJoinPool, ShutdownFromAWorkerDoesNotDeadlock) {
+  Watchdog dog("ShutdownFromAWorkerDoesNotDeadlock");
+  for (Shutdown mode : {Shutdown::drain, Shutdown::cancel_pending}) {
+    for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{4}}) {
+      SCOPED_TRACE("threads=" + std::to_string(threads) + (mode == Shutdown::drain ? " drain" : " cancel_pending"));
+      auto pool = std::make_unique<ForkJoinPool>(threads);
+      ForkJoinPool& p = *pool;
+      std::atomic<int> group_ran{0};
+      struct Outcome {
+        bool refused_submit = false;
+        bool refused_post = false;
+        int join_sum = 0;
+        std::vector<Future<int>> queued;
+      };
+      auto f = p.submit([&] {
+        Outcome o;
+        for (int i = 0; i < 20; ++i) o.queued.push_back(p.submit([i] { return i; }));  // queued before
+        p.shutdown(mode);  // returns at once: a worker cannot join the workers
+        try {
+          (void)p.submit([] { return 0; });
+        } catch (const BrokenExecutor&) {
+          o.refused_submit = true;
+        }
+        try {
+          p.post([] {});
+        } catch (const BrokenExecutor&) {
+          o.refused_post = true;
+        }
+        // Running jobs may still join and spawn.
+        auto [x, y] = p.join([] { return 1; }, [] { return 2; });
+        o.join_sum = x + y;
+        TaskGroup g(p);
+        for (int i = 0; i < 10; ++i) g.spawn([&] { ++group_ran; });
+        g.wait();
+        return o;
+      });
+      Outcome o = f.get_for(kSafetyNet);
+      EXPECT_TRUE(o.refused_submit);
+      EXPECT_TRUE(o.refused_post);
+      EXPECT_EQ(o.join_sum, 3);
+      EXPECT_EQ(group_ran.load(), 10);
+      EXPECT_THROW((void)p.submit([] { return 0; }), BrokenExecutor);
+      EXPECT_THROW(p.post([] {}), BrokenExecutor);
+      EXPECT_THROW(p.invoke([] { return 0; }), BrokenExecutor);
+      EXPECT_THROW(p.join([] {}, [] {}), BrokenExecutor);  // from outside join is an invoke
+      pool.reset();  // the destructor joins the workers
+      for (int i = 0; i < 20; ++i) {
+        auto& q = o.queued[static_cast<std::size_t>(i)];
+        ASSERT_TRUE(q.ready());
+        if (mode == Shutdown::drain) {
+          EXPECT_EQ(q.get(), i);
+        } else if (q.cancelled()) {
+          EXPECT_THROW(q.get(), Cancelled);
+        } else {
+          EXPECT_EQ(q.get(), i);
+        }
+      }
+    }
+  }
+}
+
+TEST(ForkJoinPool, ShutdownCancelPendingStillRunsGroupTasksAndInvokes) {
+  Watchdog dog("ShutdownCancelPendingStillRunsGroupTasksAndInvokes");
+  ForkJoinPool pool(2);
+  HeldWorkers held(pool, 2);
+  TaskGroup group(pool);
+  std::atomic<int> group_ran{0};
+  std::atomic<int> submitted_ran{0};
+  for (int i = 0; i < 20; ++i) group.spawn([&] { ++group_ran; });
+  std::vector<Future<int>> submitted;
+  for (int i = 0; i < 10; ++i) {
+    submitted.push_back(pool.submit([&submitted_ran, i] {
+      ++submitted_ran;
+      return i;
+    }));
+  }
+  int invoked = 0;
+  std::jthread invoker([&] { invoked = pool.invoke([] { return 42; }); });
+  // Everything is queued (the invoker's job too) before the shutdown starts.
+  ASSERT_TRUE(eventually([&] { return pool.stats().queued == 31; }));
+  std::jthread stopper([&] { pool.shutdown(Shutdown::cancel_pending); });
+  // Submitted tasks are cancelled even while the workers are still held...
+  for (auto& f : submitted) {
+    ASSERT_TRUE(f.wait_for(kSafetyNet));
+    EXPECT_TRUE(f.cancelled());
+  }
+  held.release();
+  // ...while the group's tasks and the invoked job are parts of running work: they still run.
+  invoker.join();
+  EXPECT_EQ(invoked, 42);
+  group.wait();
+  EXPECT_EQ(group_ran.load(), 20);
+  stopper.join();
+  EXPECT_EQ(submitted_ran.load(), 0);
+}
+
+TEST(ForkJoinPool, ShutdownIsIdempotentAndOutsideTaskGroupsAreRefused) {
+  ForkJoinPool pool(2);
+  pool.shutdown();
+  pool.shutdown(Shutdown::cancel_pending);
+  pool.shutdown();
+  TaskGroup group(pool);
+  EXPECT_THROW(group.spawn([] {}), BrokenExecutor);
+  group.wait();  // nothing was queued: returns at once
+  EXPECT_THROW((void)pool.map([](int x) { return x; }, std::vector<int>{1}), BrokenExecutor);
+}
+
+}  // namespace
