@@ -43,13 +43,14 @@
 //     the latch (kExternal) and the finisher notifies the event count.
 //
 // Shutdown protocol:
-//  1. stopping_ = true (submit/post then throw BrokenExecutor everywhere; join and TaskGroup keep working
-//     inside running jobs), cancel_ = true for Shutdown::cancel_pending, then the injection ring is closed
+//  1. `stopping` = true (submit/post then throw BrokenExecutor everywhere; join and TaskGroup keep working
+//     inside running jobs), `cancelling` = true for Shutdown::cancel_pending, then the injection ring is closed
 //     (outside pushes fail → BrokenExecutor; pushes that claimed a slot first are still delivered).
 //  2. cancel_pending: the calling thread pops the injection queue, cancels the cancellable jobs (submit/
-//     post) and hands the others (invoke, TaskGroup jobs) to the workers through leftover_; workers that
-//     meet a cancellable job while cancel_ is set cancel it instead of running it.
-//  3. Wake every worker. A worker leaves its loop when stopping_ is set and every queue is empty, then
+//     post) and hands the others (invoke, TaskGroup jobs) to the workers through `leftover`; workers that
+//     meet a cancellable job while `cancelling` is set cancel it instead of running it. While jobs are in
+//     the caller's hands (`handing_over`), no queue counts as drained, so no worker leaves them behind.
+//  3. Wake every worker. A worker leaves its loop when `stopping` is set and every queue is empty, then
 //     wakes all the others so that they re-check (the last job may have been theirs to see finish).
 //  4. The calling thread joins the workers (not from a worker of this pool: it would join itself; then the
 //     destructor joins).
@@ -218,7 +219,7 @@ struct ForkJoinPool::Core {
     }
     Job* job = nullptr;
     if (injection.try_pop(job)) {
-      space_ec.notify_all();  // an outside producer may be waiting for room
+      space_ec.notify_one();  // one slot freed: one waiting outside producer may take it
       return job;
     }
     if (has_leftover.load(std::memory_order_acquire)) {
@@ -243,6 +244,7 @@ struct ForkJoinPool::Core {
 
   // Every queue is empty and closed to outside pushes (shutdown).
   bool drained() const noexcept {
+    if (handing_over.load(std::memory_order_seq_cst) != 0) return false;  // jobs between injection and leftover
     if (!injection.drained() || has_leftover.load(std::memory_order_acquire)) return false;
     for (const auto& w : workers) {
       if (!w->deque.empty()) return false;
@@ -453,7 +455,12 @@ struct ForkJoinPool::Core {
   }
 
   void begin_shutdown(Shutdown mode) {
-    if (mode == Shutdown::cancel_pending) cancelling.store(true, std::memory_order_release);
+    if (mode == Shutdown::cancel_pending) {
+      cancelling.store(true, std::memory_order_release);
+      // The jobs popped below are in no queue until they reach leftover: workers must not take the queues
+      // for drained (and exit) meanwhile.
+      handing_over.fetch_add(1, std::memory_order_seq_cst);
+    }
     stopping.store(true, std::memory_order_seq_cst);
     injection.close();
     if (mode == Shutdown::cancel_pending) {
@@ -472,6 +479,7 @@ struct ForkJoinPool::Core {
         leftover.insert(leftover.end(), keep.begin(), keep.end());
         has_leftover.store(true, std::memory_order_release);
       }
+      handing_over.fetch_sub(1, std::memory_order_seq_cst);
     }
     space_ec.notify_all();
     sleep->unpark_all();
@@ -500,6 +508,7 @@ struct ForkJoinPool::Core {
   std::atomic<bool> stopping{false};
   std::atomic<bool> cancelling{false};
   std::atomic<bool> has_leftover{false};
+  std::atomic<int> handing_over{0};  // shutdown(cancel_pending) calls moving jobs from injection to leftover
   std::mutex leftover_mutex;
   std::vector<Job*> leftover;  // jobs shutdown(cancel_pending) took from the injection queue but may not cancel
   std::atomic<std::uint64_t> cancelled_by_caller{0};

@@ -96,6 +96,16 @@ WEFT_AVX2_INLINE void store_avx2(float* c, __m256 acc, __m256 alpha, __m256 beta
   _mm256_storeu_ps(c, acc);
 }
 
+// Asks for the C tile's rows (first and last element: a row may straddle two cache lines) while the k loop
+// runs, so the loads at the end do not stall on memory.
+template <class T, int MR, int NR>
+WEFT_AVX2_INLINE void prefetch_tile(const T* c, std::size_t ldc) {
+  for (int i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
+}
+
 // AVX2 + FMA, double: a 6 x 8 tile in 12 ymm accumulators (6 rows x 2 vectors of 4), plus 2 registers for
 // the row of B and 1 for the broadcast element of A: 15 of the 16 ymm registers.
 __attribute__((target("avx2,fma"))) void kernel_avx2_d6x8(std::size_t kc, const double* a, const double* b,
@@ -107,6 +117,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_d6x8(std::size_t kc, const 
   __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
   __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
   __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
+  prefetch_tile<double, 6, 8>(c, ldc);
 #pragma GCC unroll 4
   for (std::size_t p = 0; p < kc; ++p) {
     const __m256d b0 = _mm256_load_pd(b);
@@ -159,6 +170,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_s6x16(std::size_t kc, const
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  prefetch_tile<float, 6, 16>(c, ldc);
 #pragma GCC unroll 4
   for (std::size_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_load_ps(b);

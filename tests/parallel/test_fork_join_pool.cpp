@@ -30,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -457,7 +458,8 @@ void busy(int i) {
 // An outside caller of invoke, join or TaskGroup::wait reads what the jobs wrote (the result, the group's
 // outputs) as soon as its wait returns: the wait must synchronise with the job's end (acquire) on every
 // path, including the one where the caller finds the job finished only as it registers to sleep.
-// ThreadSanitizer reports the race if a path lacks the acquire. Several callers at once make each of them
+// ThreadSanitizer reports the race if a path lacks the acquire (regression: the path where registering found
+// the count already zero returned after a relaxed load). Several callers at once make each of them
 // go round that path often (a job's end wakes every outside waiter of the pool, and they re-register).
 TEST(ForkJoinPool, OutsideWaitersSeeWhatTheJobsWrote) {
   Watchdog dog("OutsideWaitersSeeWhatTheJobsWrote");
@@ -1047,6 +1049,42 @@ TEST(ForkJoinPool, ShutdownCancelPendingStillRunsGroupTasksAndInvokes) {
   EXPECT_EQ(group_ran.load(), 20);
   stopper.join();
   EXPECT_EQ(submitted_ran.load(), 0);
+}
+
+// Regression: shutdown(cancel_pending) takes every job out of the injection queue, cancels the submitted
+// ones and hands the others (TaskGroup tasks, invoke jobs) to the workers. Workers must not see the pool as
+// drained while that hand-over is in progress, or they leave with group tasks never run (and wait() hangs).
+// Group tasks queued both before and after the cancelled ones keep workers and the shutdown racing.
+TEST(ForkJoinPool, ShutdownCancelPendingLosesNoGroupTask) {
+  Watchdog dog("ShutdownCancelPendingLosesNoGroupTask");
+  const int rounds = static_cast<int>(weft::test::scaled(100, 40));
+  constexpr int kBefore = 20;
+  constexpr int kSubmitted = 10;
+  constexpr int kAfter = 200;
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ForkJoinPool pool(2);
+    HeldWorkers held(pool, 2);
+    std::atomic<int> group_ran{0};
+    // On the heap: if tasks were lost, the group can never finish, and is left behind instead of hanging
+    // in its destructor.
+    auto group = std::make_unique<TaskGroup>(pool);
+    for (int i = 0; i < kBefore; ++i) group->spawn([&] { ++group_ran; });
+    std::vector<Future<int>> submitted;
+    for (int i = 0; i < kSubmitted; ++i) submitted.push_back(pool.submit([i] { return i; }));
+    for (int i = 0; i < kAfter; ++i) group->spawn([&] { ++group_ran; });
+    ASSERT_EQ(pool.stats().queued, static_cast<std::size_t>(kBefore + kSubmitted + kAfter));
+    std::jthread stopper([&] { pool.shutdown(Shutdown::cancel_pending); });
+    for (auto& f : submitted) ASSERT_TRUE(f.wait_for(kSafetyNet));
+    held.release();  // the workers now race the shutdown's hand-over
+    stopper.join();  // the workers have left: nothing runs any more
+    EXPECT_EQ(group_ran.load(), kBefore + kAfter) << "workers left with group tasks still queued";
+    if (group_ran.load() != kBefore + kAfter) {
+      (void)group.release();  // waiting would never end
+      break;
+    }
+    group->wait();
+  }
 }
 
 TEST(ForkJoinPool, ShutdownIsIdempotentAndOutsideTaskGroupsAreRefused) {

@@ -90,7 +90,7 @@ std::string label(std::size_t workers, std::size_t producers) {
 }
 
 TEST(ForkJoinStress, MixedRecursionChecksums) {
-  Watchdog dog("ForkJoinStress.MixedRecursionChecksums", std::chrono::seconds(300));
+  Watchdog dog("ForkJoinStress.MixedRecursionChecksums");
   const int depth = static_cast<int>(scaled(10, 7));
   const int rounds = static_cast<int>(scaled(4, 2));
   for (std::size_t workers : kWorkers) {
@@ -140,7 +140,7 @@ TEST(ForkJoinStress, MixedRecursionChecksums) {
 }
 
 TEST(ForkJoinStress, ManyOutsideSubmittersAtOnce) {
-  Watchdog dog("ForkJoinStress.ManyOutsideSubmittersAtOnce", std::chrono::seconds(300));
+  Watchdog dog("ForkJoinStress.ManyOutsideSubmittersAtOnce");
   for (std::size_t capacity : {std::size_t{16384}, std::size_t{3}}) {
     // On the tiny queue nearly every submit waits for room: fewer tasks keep the run short.
     const long kEach = capacity > 3 ? static_cast<long>(scaled(2000, 300)) : static_cast<long>(scaled(400, 100));
@@ -197,7 +197,7 @@ long fib_join(ForkJoinPool& pool, int n) {
 long fib_seq(int n) { return n < 2 ? n : fib_seq(n - 1) + fib_seq(n - 2); }
 
 TEST(ForkJoinStress, RepeatedConstructDestroyWithWorkInFlight) {
-  Watchdog dog("ForkJoinStress.RepeatedConstructDestroyWithWorkInFlight", std::chrono::seconds(300));
+  Watchdog dog("ForkJoinStress.RepeatedConstructDestroyWithWorkInFlight");
   const int iterations = static_cast<int>(scaled(40, 10));
   for (int it = 0; it < iterations; ++it) {
     const std::size_t workers = kWorkers[static_cast<std::size_t>(it) % std::size(kWorkers)];
@@ -232,7 +232,7 @@ TEST(ForkJoinStress, RepeatedConstructDestroyWithWorkInFlight) {
 }
 
 TEST(ForkJoinStress, ShutdownCancelPendingWhileRecursiveWorkRuns) {
-  Watchdog dog("ForkJoinStress.ShutdownCancelPendingWhileRecursiveWorkRuns", std::chrono::seconds(300));
+  Watchdog dog("ForkJoinStress.ShutdownCancelPendingWhileRecursiveWorkRuns");
   const int depth = static_cast<int>(scaled(9, 6));
   const int kTasks = static_cast<int>(scaled(32, 12));
   for (std::size_t workers : kWorkers) {
@@ -288,7 +288,7 @@ TEST(ForkJoinStress, ShutdownCancelPendingWhileRecursiveWorkRuns) {
 }
 
 TEST(ForkJoinStress, ShutdownDrainWhileRecursiveWorkRuns) {
-  Watchdog dog("ForkJoinStress.ShutdownDrainWhileRecursiveWorkRuns", std::chrono::seconds(300));
+  Watchdog dog("ForkJoinStress.ShutdownDrainWhileRecursiveWorkRuns");
   const int depth = static_cast<int>(scaled(9, 6));
   const int kTasks = static_cast<int>(scaled(16, 6));
   for (std::size_t workers : kWorkers) {

@@ -36,7 +36,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using weft::ForkJoinPool;
-using weft::ForkJoinPoolOptions;
 using weft::Future;
 using weft::Promise;
 using weft::TaskGroup;

@@ -353,9 +353,10 @@ TEST(Pipeline, NestedInPoolTasks) {
                               [&](std::uint64_t i) {
                                 std::uint64_t inner_next = 0;
                                 std::uint64_t sum = 0;
-                                parallel_pipeline(4, counting_input(inner_next, 50),  // current pool: this one
-                                                  stage(StageMode::parallel, [](std::uint64_t x) { return x * 2; }),
-                                                  stage(StageMode::serial_in_order, [&](std::uint64_t x) { sum += x; }));
+                                parallel_pipeline(  // on the current pool: this one
+                                    4, counting_input(inner_next, 50),
+                                    stage(StageMode::parallel, [](std::uint64_t x) { return x * 2; }),
+                                    stage(StageMode::serial_in_order, [&](std::uint64_t x) { sum += x; }));
                                 inner_total += sum;
                                 return i;
                               }),

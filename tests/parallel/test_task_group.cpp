@@ -27,12 +27,8 @@
 
 namespace {
 
-using weft::BrokenExecutor;
 using weft::ForkJoinPool;
-using weft::ForkJoinPoolOptions;
 using weft::Future;
-using weft::JobOptions;
-using weft::Promise;
 using weft::TaskGroup;
 using weft::test::CapturingHandler;
 using weft::test::kSafetyNet;

@@ -25,16 +25,18 @@
 // - No thread waits for a token or for a stage: an item that cannot enter a serial stage is parked and
 //   later continued by whoever leaves that stage; the thread moves on to other items or to the input. The
 //   protocol is at the top of weft/parallel/detail/pipeline_engine.hpp.
-// - Exceptions: the first exception a stage throws stops the input; no stage function is called after it
-//   (except calls already running), the values of items in flight are destroyed, and once everything has
-//   stopped it is rethrown from parallel_pipeline. Later exceptions are dropped.
+// - Exceptions: the first exception a stage throws stops the input, and stage functions are no longer
+//   called (calls running, or starting at that very moment on other threads, still finish; a serial
+//   in-order stage after the failing one never sees an item that came after the failed one). The values
+//   of items in flight are destroyed, and once everything has stopped the exception is rethrown from
+//   parallel_pipeline. Later exceptions are dropped.
 //
 // Thread safety: parallel_pipeline may be called from any thread, including from a task of the pool
 // (nested: the calling worker takes part and helps). Outside the pool the caller blocks until the end.
 //
 // Hazards: the stage functions must not wait for something only a later item would provide (for example a
 // parallel stage waiting for the output of a serial stage downstream): with every token taken by waiting
-// items, nothing would move. The functions must outlive the call (they are used by reference).
+// items, nothing would move. The stages are used by reference, not copied.
 #pragma once
 
 #include <cstddef>
@@ -110,21 +112,25 @@ struct Results {
 };
 template <class In, class F>
 struct Results<In, F> {
-  static_assert(std::is_invocable_v<F&, In&&>, "weft::parallel_pipeline: a stage cannot take the previous stage's value");
+  static_assert(std::is_invocable_v<F&, In&&>,
+                "weft::parallel_pipeline: a stage cannot take the previous stage's value");
   using type = std::tuple<>;
 };
 template <class In, class F, class G, class... H>
 struct Results<In, F, G, H...> {
-  static_assert(std::is_invocable_v<F&, In&&>, "weft::parallel_pipeline: a stage cannot take the previous stage's value");
+  static_assert(std::is_invocable_v<F&, In&&>,
+                "weft::parallel_pipeline: a stage cannot take the previous stage's value");
   using R = std::remove_cvref_t<std::invoke_result_t<F&, In&&>>;
   static_assert(!std::is_void_v<R>, "weft::parallel_pipeline: only the last stage may return void");
-  using type = decltype(std::tuple_cat(std::declval<std::tuple<R>>(), std::declval<typename Results<R, G, H...>::type>()));
+  using type =
+      decltype(std::tuple_cat(std::declval<std::tuple<R>>(), std::declval<typename Results<R, G, H...>::type>()));
 };
 
 /// Everything the input and the middle stages return (nothing for a one-stage pipeline).
 template <class R0, class... F>
 struct Chain {
-  using type = decltype(std::tuple_cat(std::declval<std::tuple<R0>>(), std::declval<typename Results<R0, F...>::type>()));
+  using type =
+      decltype(std::tuple_cat(std::declval<std::tuple<R0>>(), std::declval<typename Results<R0, F...>::type>()));
 };
 template <class R0>
 struct Chain<R0> {

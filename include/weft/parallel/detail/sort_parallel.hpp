@@ -3,8 +3,10 @@
 //
 // parallel_sort is a quicksort whose two sides run in parallel (join), down to leaves of about
 // n / (8 * threads) elements that the sequential pattern-defeating quicksort sorts:
+// 0. First, a parallel scan (a few comparisons per chunk on unordered input) finds input that is already
+//    in order, or strictly descending, which is then reversed. parallel_stable_sort does the same.
 // 1. The pivot of a large range is the median of an evenly spaced sample (31, or 127 from 2^20 elements up),
-//    so the parallel tree is well balanced and sorted or reversed input is split at its true median.
+//    so the parallel tree is well balanced and nearly sorted input is split at its true median.
 // 2. While a range is larger than its share of the pool (5/4 of n / threads — the top level, and as many
 //    levels below it as there are too few ranges to keep every worker busy), it is partitioned in parallel,
 //    so no O(n) step runs on one worker:
