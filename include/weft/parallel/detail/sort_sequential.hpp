@@ -366,12 +366,10 @@ Out merge_sequential(It1 first1, It1 last1, It2 first2, It2 last2, Out out, Comp
       return out;
     }
   }
-  if constexpr (kCheapToCopy<T> && std::is_same_v<T, std::iter_value_t<It2>> && std::is_class_v<Comp>) {
+  if constexpr (kCheapToCopy<T> && std::is_same_v<T, std::iter_value_t<It2>>) {
     // Branch-free: on random keys which input goes next is unpredictable, and copying a cheap element from
-    // either through a conditional move costs less than a mispredicted branch. (Not with a function pointer
-    // for comparator: each step would wait for an opaque call, which a predicted branch runs ahead of.)
-    // But then each step waits for the previous one (its load depends on which pointer moved), so two
-    // independent chains run at once:
+    // either through a conditional move costs less than a mispredicted branch. But then each step waits for
+    // the previous one (its load depends on which pointer moved), so two independent chains run at once:
     // one from the front taking the smallest elements, one from the back taking the largest. Each runs
     // min(n1, n2) steps, so neither can read past its inputs nor reach what the other one outputs; a
     // single chain merges what is left in the middle.
@@ -439,8 +437,8 @@ void merge_passes(A from, B to, std::ptrdiff_t n, std::ptrdiff_t width, Comp& co
 
 /// Stable sequential sort of the n elements at `src`, using the n elements at `other` as scratch; the result
 /// ends at `other` when to_other, else at `src`. Both ranges hold n live elements throughout.
-/// Runs of up to 32 elements are insertion-sorted, then merged in passes that alternate between the two
-/// ranges; the run length (32 or 16) is picked so that the last pass lands where the result is wanted.
+/// Runs of up to 8 elements are insertion-sorted, then merged in passes that alternate between the two
+/// ranges; the run length (8 or 4) is picked so that the last pass lands where the result is wanted.
 template <class A, class B, class Comp>
 void stable_sort_sequential(A src, B other, std::ptrdiff_t n, bool to_other, Comp& comp) {
   std::ptrdiff_t run = 8;

@@ -5,6 +5,9 @@
 // Chase & Lev, "Dynamic Circular Work-Stealing Deque" (SPAA'05), with the C11 memory orders of Lê, Pop,
 // Cohen & Zappa Nardelli, "Correct and Efficient Work-Stealing for Weak Memory Models" (PPoPP'13, fig. 1).
 // Departures from the paper:
+//  - The two seq_cst fences (in take/pop and steal) are replaced by seq_cst accesses to top_ and bottom_:
+//    the same StoreLoad order (on x86 the store becomes an xchg instead of mov + mfence, the loads stay plain),
+//    and a form ThreadSanitizer understands, which it does not for fences.
 //  - Slots are std::atomic<Job*> accessed relaxed: a thief may read a slot the owner is overwriting (its
 //    CAS on top_ then fails and the value is discarded); the paper's plain accesses would be a data race.
 //  - Growth is bounded: the array doubles up to `max_capacity` jobs, past which push() returns false and
@@ -54,11 +57,11 @@ class WorkDeque {
   Job* pop() noexcept {
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     Array* a = array_.load(std::memory_order_relaxed);
-    bottom_.store(b, std::memory_order_relaxed);
-    // seq_cst fence: orders the store of bottom_ before the load of top_ (StoreLoad) against the fence in
-    // steal(): either the thief sees the decremented bottom_ or the owner sees the thief's top_.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    std::int64_t t = top_.load(std::memory_order_relaxed);
+    // seq_cst store, then seq_cst load: the StoreLoad order the paper gets from a fence. With the thief's
+    // seq_cst loads of top_ and bottom_ (and the CAS) in one total order, either the thief sees the
+    // decremented bottom_ or the owner sees the thief's top_.
+    bottom_.store(b, std::memory_order_seq_cst);
+    std::int64_t t = top_.load(std::memory_order_seq_cst);
     if (t > b) {  // empty
       bottom_.store(b + 1, std::memory_order_relaxed);
       return nullptr;
@@ -74,12 +77,11 @@ class WorkDeque {
 
   /// Any thread. The oldest job; null when empty or when it lost a race (then try again or elsewhere).
   Job* steal() noexcept {
-    // acquire: pairs with the CAS of other thieves (and of pop) on top_.
-    std::int64_t t = top_.load(std::memory_order_acquire);
-    // seq_cst fence: pairs with the fence in pop() (see there).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    // acquire: pairs with push()'s release store, so the slot and the job's contents are visible.
-    const std::int64_t b = bottom_.load(std::memory_order_acquire);
+    // seq_cst (acquire at least): pairs with the CAS of other thieves (and of pop) on top_; ordered before
+    // the load of bottom_ in the single seq_cst order (see pop()).
+    std::int64_t t = top_.load(std::memory_order_seq_cst);
+    // seq_cst, so also acquire: pairs with push()'s release store, so the slot and the job are visible.
+    const std::int64_t b = bottom_.load(std::memory_order_seq_cst);
     if (t >= b) return nullptr;
     // acquire: pairs with grow()'s release store of a new array, whose slots were filled before it.
     Array* a = array_.load(std::memory_order_acquire);
