@@ -121,7 +121,7 @@ TEST(WeftCli, DemoRejectsInvalidOptions) {
 
 TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
   TempFile trace("demo");
-  const CliRun r = weft("demo --limit 200000 --chunk 10000 --threads 2 --quiet --trace " +
+  const CliRun r = weft("demo --limit 200000 --chunk 10000 --threads 2 --sort-size 300000 --fib 27 --quiet --trace " +
                      shell_quote(trace.path().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // π(200,000) = 17,984, from the pool run and the sequential run.
@@ -138,6 +138,11 @@ TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
     EXPECT_TRUE(contains(r.output, column)) << column << " missing from:\n" << r.output;
   }
   EXPECT_TRUE(contains(r.output, "completed 34, failed 0, cancelled 0, rejected 0")) << r.output;
+  // The fork/join sections: parallel_sort against std::sort, fib(27) = 196418 with a join per call.
+  EXPECT_TRUE(contains(r.output, "weft::parallel_sort on 2 workers:")) << r.output;
+  EXPECT_TRUE(contains(r.output, "same order: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "fib(27) = 196418")) << r.output;
+  EXPECT_TRUE(contains(r.output, "sort 300000 keys (fork/join)")) << r.output;
   EXPECT_TRUE(contains(r.output, "all checks passed")) << r.output;
   // --quiet: no progress display at all.
   EXPECT_FALSE(contains(r.output, "counting")) << r.output;
@@ -151,17 +156,20 @@ TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
 
 TEST(WeftCli, DemoOnOneThreadAgreesWithKnownCount) {
   TempFile trace("one-thread");
-  const CliRun r = weft("demo --limit 100000 --chunk 7777 --threads 1 --quiet --trace " +
+  const CliRun r = weft("demo --limit 100000 --chunk 7777 --threads 1 --sort-size 1000 --fib 20 --quiet --trace " +
                      shell_quote(trace.path().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "primes below 100000: 9592")) << r.output;
+  EXPECT_TRUE(contains(r.output, "weft::parallel_sort on 1 worker:")) << r.output;
+  EXPECT_TRUE(contains(r.output, "fib(20) = 6765")) << r.output;
   EXPECT_TRUE(contains(r.output, "all checks passed")) << r.output;
 }
 
 TEST(WeftCli, DemoProgressLinesWhenNotATerminal) {
   // stderr is a pipe here, so the progress display is plain lines (at most one per quarter), not a bar.
   TempFile trace("progress");
-  const CliRun r = weft("demo --limit 100000 --chunk 1000 --threads 3 --trace " + shell_quote(trace.path().string()));
+  const CliRun r = weft("demo --limit 100000 --chunk 1000 --threads 3 --sort-size 1000 --fib 20 --trace " +
+                     shell_quote(trace.path().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "counting: 100%  100/100")) << r.output;
   EXPECT_FALSE(contains(r.output, "\r")) << "a bar was drawn into a pipe";

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <fmt/core.h>
@@ -20,6 +21,8 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
+
+std::string workers(std::size_t n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
 
 std::uint64_t fib_serial(int n) { return n < 2 ? static_cast<std::uint64_t>(n) : fib_serial(n - 1) + fib_serial(n - 2); }
 
@@ -53,7 +56,7 @@ ForkJoinResult fork_join_sort(std::size_t n, std::size_t threads) {
   r.sequential_seconds = seconds_since(start);
   r.ok = parallel == keys;
 
-  fmt::print("  weft::parallel_sort on {} workers: {:.3f} s   std::sort: {:.3f} s   {}\n", pool.threads(),
+  fmt::print("  weft::parallel_sort on {}: {:.3f} s   std::sort: {:.3f} s   {}\n", workers(pool.threads()),
              r.parallel_seconds, r.sequential_seconds, r.ok ? "same order: ok" : "DIFFERENT from std::sort");
   fmt::print("  speedup: {:.2f}x  ({} pieces stolen by idle workers)\n", r.speedup(), r.stolen);
   return r;
@@ -73,8 +76,8 @@ ForkJoinResult fork_join_fib(int n, int cutoff, std::size_t threads) {
   r.sequential_seconds = seconds_since(start);
   r.ok = parallel == sequential;
 
-  fmt::print("  fib({}) = {} with a join per call for n >= {}: {:.3f} s on {} workers, {:.3f} s plain   {}\n", n,
-             parallel, cutoff, r.parallel_seconds, pool.threads(), r.sequential_seconds,
+  fmt::print("  fib({}) = {} with a join per call for n >= {}: {:.3f} s on {}, {:.3f} s plain   {}\n", n,
+             parallel, cutoff, r.parallel_seconds, workers(pool.threads()), r.sequential_seconds,
              r.ok ? "ok" : fmt::format("WRONG, plain recursion gives {}", sequential));
   fmt::print("  speedup: {:.2f}x  ({} join halves stolen by idle workers)\n", r.speedup(), r.stolen);
   return r;
