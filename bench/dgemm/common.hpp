@@ -71,8 +71,6 @@ void add_weft(std::vector<Case>& cases, const GemmInputs& in);
 void add_openblas(std::vector<Case>& cases, const GemmInputs& in);
 void add_omp(std::vector<Case>& cases, const GemmInputs& in);
 
-std::string weft_version();
 std::string openblas_version();
-std::string omp_version();
 
 }  // namespace bench

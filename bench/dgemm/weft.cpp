@@ -29,6 +29,4 @@ void add_weft(std::vector<Case>& cases, const GemmInputs& in) {
                  [s] { return s->check(); }});
 }
 
-std::string weft_version() { return "weft (this tree)"; }
-
 }  // namespace bench

@@ -46,8 +46,4 @@ void add_tbb(std::vector<Case>& cases, const FibParams& p);
 void add_omp(std::vector<Case>& cases, const FibParams& p);
 void add_seq(std::vector<Case>& cases, const FibParams& p);
 
-std::string weft_version();
-std::string tbb_version();
-std::string omp_version();
-
 }  // namespace bench

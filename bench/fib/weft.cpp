@@ -33,6 +33,4 @@ void add_weft(std::vector<Case>& cases, const FibParams& p) {
   }
 }
 
-std::string weft_version() { return "weft (this tree)"; }
-
 }  // namespace bench

@@ -353,4 +353,6 @@ void run_cases(const std::string& benchmark, const Settings& settings, std::vect
   if (!settings.json_path.empty()) write_json(benchmark, settings, cases, all, parameters, libraries);
 }
 
+std::string weft_version() { return "weft (this tree)"; }
+
 }  // namespace bench

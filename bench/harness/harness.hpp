@@ -124,4 +124,10 @@ void run_cases(const std::string& benchmark, const Settings& settings, std::vect
 
 std::string compiler();
 
+/// The library versions the benchmarks report. weft_version() is defined in harness.cpp; tbb_version() and
+/// omp_version() in each program's TBB and OpenMP contender, where that library's headers are included.
+std::string weft_version();
+std::string tbb_version();
+std::string omp_version();
+
 }  // namespace bench

@@ -34,8 +34,4 @@ void add_weft(std::vector<Case>& cases, const IdleParams& p);
 void add_tbb(std::vector<Case>& cases, const IdleParams& p);
 void add_omp(std::vector<Case>& cases, const IdleParams& p);
 
-std::string weft_version();
-std::string tbb_version();
-std::string omp_version();
-
 }  // namespace bench

@@ -31,6 +31,4 @@ void add_weft(std::vector<Case>& cases, const IdleParams& p) {
                  }});
 }
 
-std::string weft_version() { return "weft (this tree)"; }
-
 }  // namespace bench

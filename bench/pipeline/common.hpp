@@ -60,7 +60,4 @@ void add_weft(std::vector<Case>& cases, const PipelineParams& p);
 void add_tbb(std::vector<Case>& cases, const PipelineParams& p);
 void add_seq(std::vector<Case>& cases, const PipelineParams& p);
 
-std::string weft_version();
-std::string tbb_version();
-
 }  // namespace bench

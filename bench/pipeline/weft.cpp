@@ -40,6 +40,4 @@ void add_weft(std::vector<Case>& cases, const PipelineParams& p) {
        [p, sink] { return p.check(*sink); }});
 }
 
-std::string weft_version() { return "weft (this tree)"; }
-
 }  // namespace bench

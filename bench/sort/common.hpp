@@ -39,8 +39,6 @@ void add_tbb(std::vector<Case>& cases, const SortDataPtr& d);
 void add_gnu_parallel(std::vector<Case>& cases, const SortDataPtr& d);
 void add_seq(std::vector<Case>& cases, const SortDataPtr& d);
 
-std::string weft_version();
-std::string tbb_version();
 std::string gnu_parallel_version();
 
 }  // namespace bench

@@ -28,6 +28,4 @@ void add_weft(std::vector<Case>& cases, const SortDataPtr& d) {
                  [d, pool] { weft::parallel_stable_sort(*pool, d->work.begin(), d->work.end()); }, check});
 }
 
-std::string weft_version() { return "weft (this tree)"; }
-
 }  // namespace bench

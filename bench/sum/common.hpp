@@ -46,8 +46,4 @@ void add_seq(std::vector<Case>& cases, const SumDataPtr& d);
 void add_bandwidth(std::vector<Case>& cases, const SumDataPtr& d);
 std::uint64_t sum_words(const double* a, std::size_t lo, std::size_t hi);  // bandwidth.cpp
 
-std::string weft_version();
-std::string tbb_version();
-std::string omp_version();
-
 }  // namespace bench

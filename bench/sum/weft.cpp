@@ -33,6 +33,4 @@ void add_weft(std::vector<Case>& cases, const SumDataPtr& d) {
                  [d, index_result] { return check_sum(*index_result, d->expected); }});
 }
 
-std::string weft_version() { return "weft (this tree)"; }
-
 }  // namespace bench

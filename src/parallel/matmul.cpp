@@ -83,18 +83,37 @@ void kernel_portable(std::size_t kc, const T* a, const T* b, T* c, std::size_t l
 
 #define WEFT_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 
-// One vector of a C row: c = alpha * acc + beta * c, or alpha * acc without reading c.
-WEFT_AVX2_INLINE void store_avx2(double* c, __m256d acc, __m256d alpha, __m256d beta, bool read_c) {
-  acc = _mm256_mul_pd(alpha, acc);
-  if (read_c) acc = _mm256_fmadd_pd(beta, _mm256_loadu_pd(c), acc);
-  _mm256_storeu_pd(c, acc);
-}
+// The AVX2 vector operations the kernel needs, for double (4 lanes) and float (8 lanes).
+template <class T>
+struct Avx2;
 
-WEFT_AVX2_INLINE void store_avx2(float* c, __m256 acc, __m256 alpha, __m256 beta, bool read_c) {
-  acc = _mm256_mul_ps(alpha, acc);
-  if (read_c) acc = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c), acc);
-  _mm256_storeu_ps(c, acc);
-}
+template <>
+struct Avx2<double> {
+  using V = __m256d;
+  static constexpr int kLanes = 4;
+  WEFT_AVX2_INLINE static V zero() { return _mm256_setzero_pd(); }
+  WEFT_AVX2_INLINE static V set1(double x) { return _mm256_set1_pd(x); }
+  WEFT_AVX2_INLINE static V load_aligned(const double* p) { return _mm256_load_pd(p); }
+  WEFT_AVX2_INLINE static V load(const double* p) { return _mm256_loadu_pd(p); }
+  WEFT_AVX2_INLINE static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  WEFT_AVX2_INLINE static V broadcast(const double* p) { return _mm256_broadcast_sd(p); }
+  WEFT_AVX2_INLINE static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  WEFT_AVX2_INLINE static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+};
+
+template <>
+struct Avx2<float> {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  WEFT_AVX2_INLINE static V zero() { return _mm256_setzero_ps(); }
+  WEFT_AVX2_INLINE static V set1(float x) { return _mm256_set1_ps(x); }
+  WEFT_AVX2_INLINE static V load_aligned(const float* p) { return _mm256_load_ps(p); }
+  WEFT_AVX2_INLINE static V load(const float* p) { return _mm256_loadu_ps(p); }
+  WEFT_AVX2_INLINE static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  WEFT_AVX2_INLINE static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  WEFT_AVX2_INLINE static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  WEFT_AVX2_INLINE static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+};
 
 // Asks for the C tile's rows (first and last element: a row may straddle two cache lines) while the k loop
 // runs, so the loads at the end do not stall on memory.
@@ -106,111 +125,46 @@ WEFT_AVX2_INLINE void prefetch_tile(const T* c, std::size_t ldc) {
   }
 }
 
-// AVX2 + FMA, double: a 6 x 8 tile in 12 ymm accumulators (6 rows x 2 vectors of 4), plus 2 registers for
-// the row of B and 1 for the broadcast element of A: 15 of the 16 ymm registers.
-__attribute__((target("avx2,fma"))) void kernel_avx2_d6x8(std::size_t kc, const double* a, const double* b,
-                                                          double* c, std::size_t ldc, double alpha,
-                                                          double beta) {
-  __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
-  __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
-  __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
-  __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
-  __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
-  __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
-  prefetch_tile<double, 6, 8>(c, ldc);
+// AVX2 + FMA: a 6 x (2 vectors) tile — 6 x 8 for double, 6 x 16 for float — in 12 ymm accumulators, plus
+// 2 registers for the row of B and 1 for the broadcast element of A: 15 of the 16 ymm registers. The
+// accumulator array is indexed only by constants after full unrolling, so it lives in registers.
+template <class T>
+__attribute__((target("avx2,fma"))) void kernel_avx2(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
+                                                     T alpha, T beta) {
+  using X = Avx2<T>;
+  constexpr int kRows = 6;
+  constexpr int kWidth = 2 * X::kLanes;
+  typename X::V acc[kRows][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = X::zero();
+  prefetch_tile<T, kRows, kWidth>(c, ldc);
 #pragma GCC unroll 4
   for (std::size_t p = 0; p < kc; ++p) {
-    const __m256d b0 = _mm256_load_pd(b);
-    const __m256d b1 = _mm256_load_pd(b + 4);
-    __m256d ai = _mm256_broadcast_sd(a + 0);
-    c00 = _mm256_fmadd_pd(ai, b0, c00);
-    c01 = _mm256_fmadd_pd(ai, b1, c01);
-    ai = _mm256_broadcast_sd(a + 1);
-    c10 = _mm256_fmadd_pd(ai, b0, c10);
-    c11 = _mm256_fmadd_pd(ai, b1, c11);
-    ai = _mm256_broadcast_sd(a + 2);
-    c20 = _mm256_fmadd_pd(ai, b0, c20);
-    c21 = _mm256_fmadd_pd(ai, b1, c21);
-    ai = _mm256_broadcast_sd(a + 3);
-    c30 = _mm256_fmadd_pd(ai, b0, c30);
-    c31 = _mm256_fmadd_pd(ai, b1, c31);
-    ai = _mm256_broadcast_sd(a + 4);
-    c40 = _mm256_fmadd_pd(ai, b0, c40);
-    c41 = _mm256_fmadd_pd(ai, b1, c41);
-    ai = _mm256_broadcast_sd(a + 5);
-    c50 = _mm256_fmadd_pd(ai, b0, c50);
-    c51 = _mm256_fmadd_pd(ai, b1, c51);
-    a += 6;
-    b += 8;
+    const typename X::V b0 = X::load_aligned(b);
+    const typename X::V b1 = X::load_aligned(b + X::kLanes);
+#pragma GCC unroll 6
+    for (int i = 0; i < kRows; ++i) {
+      const typename X::V ai = X::broadcast(a + i);
+      acc[i][0] = X::fmadd(ai, b0, acc[i][0]);
+      acc[i][1] = X::fmadd(ai, b1, acc[i][1]);
+    }
+    a += kRows;
+    b += kWidth;
   }
-  const __m256d va = _mm256_set1_pd(alpha);
-  const __m256d vb = _mm256_set1_pd(beta);
-  const bool read_c = beta != 0.0;
-  store_avx2(c, c00, va, vb, read_c);
-  store_avx2(c + 4, c01, va, vb, read_c);
-  store_avx2(c + ldc, c10, va, vb, read_c);
-  store_avx2(c + ldc + 4, c11, va, vb, read_c);
-  store_avx2(c + 2 * ldc, c20, va, vb, read_c);
-  store_avx2(c + 2 * ldc + 4, c21, va, vb, read_c);
-  store_avx2(c + 3 * ldc, c30, va, vb, read_c);
-  store_avx2(c + 3 * ldc + 4, c31, va, vb, read_c);
-  store_avx2(c + 4 * ldc, c40, va, vb, read_c);
-  store_avx2(c + 4 * ldc + 4, c41, va, vb, read_c);
-  store_avx2(c + 5 * ldc, c50, va, vb, read_c);
-  store_avx2(c + 5 * ldc + 4, c51, va, vb, read_c);
-}
-
-// AVX2 + FMA, float: a 6 x 16 tile, the same register plan with 8 floats per vector.
-__attribute__((target("avx2,fma"))) void kernel_avx2_s6x16(std::size_t kc, const float* a, const float* b,
-                                                           float* c, std::size_t ldc, float alpha,
-                                                           float beta) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  prefetch_tile<float, 6, 16>(c, ldc);
-#pragma GCC unroll 4
-  for (std::size_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
-    __m256 ai = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(ai, b0, c00);
-    c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(ai, b0, c10);
-    c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(ai, b0, c20);
-    c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(ai, b0, c30);
-    c31 = _mm256_fmadd_ps(ai, b1, c31);
-    ai = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(ai, b0, c40);
-    c41 = _mm256_fmadd_ps(ai, b1, c41);
-    ai = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(ai, b0, c50);
-    c51 = _mm256_fmadd_ps(ai, b1, c51);
-    a += 6;
-    b += 16;
+  // c = alpha * acc + beta * c, or alpha * acc without reading c (beta == 0: C may hold NaN).
+  const typename X::V va = X::set1(alpha);
+  const typename X::V vb = X::set1(beta);
+  const bool read_c = beta != T(0);
+#pragma GCC unroll 6
+  for (int i = 0; i < kRows; ++i) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      T* ci = c + static_cast<std::size_t>(i) * ldc + h * X::kLanes;
+      typename X::V v = X::mul(va, acc[i][h]);
+      if (read_c) v = X::fmadd(vb, X::load(ci), v);
+      X::store(ci, v);
+    }
   }
-  const __m256 va = _mm256_set1_ps(alpha);
-  const __m256 vb = _mm256_set1_ps(beta);
-  const bool read_c = beta != 0.0f;
-  store_avx2(c, c00, va, vb, read_c);
-  store_avx2(c + 8, c01, va, vb, read_c);
-  store_avx2(c + ldc, c10, va, vb, read_c);
-  store_avx2(c + ldc + 8, c11, va, vb, read_c);
-  store_avx2(c + 2 * ldc, c20, va, vb, read_c);
-  store_avx2(c + 2 * ldc + 8, c21, va, vb, read_c);
-  store_avx2(c + 3 * ldc, c30, va, vb, read_c);
-  store_avx2(c + 3 * ldc + 8, c31, va, vb, read_c);
-  store_avx2(c + 4 * ldc, c40, va, vb, read_c);
-  store_avx2(c + 4 * ldc + 8, c41, va, vb, read_c);
-  store_avx2(c + 5 * ldc, c50, va, vb, read_c);
-  store_avx2(c + 5 * ldc + 8, c51, va, vb, read_c);
 }
 
 #endif  // WEFT_MATMUL_X86
@@ -451,10 +405,10 @@ void check_and_run(ForkJoinPool& pool, std::size_t m, std::size_t n, std::size_t
 #if WEFT_MATMUL_X86
     case MatmulKernel::avx2:
       if constexpr (is_double) {
-        gemm<double, 6, 8>(pool, &kernel_avx2_d6x8, Blocking{120, 256, 2048}, m, n, k, alpha, a, lda, b, ldb,
+        gemm<double, 6, 8>(pool, &kernel_avx2<double>, Blocking{120, 256, 2048}, m, n, k, alpha, a, lda, b, ldb,
                            beta, c, ldc);
       } else {
-        gemm<float, 6, 16>(pool, &kernel_avx2_s6x16, Blocking{240, 256, 4096}, m, n, k, alpha, a, lda, b, ldb,
+        gemm<float, 6, 16>(pool, &kernel_avx2<float>, Blocking{240, 256, 4096}, m, n, k, alpha, a, lda, b, ldb,
                            beta, c, ldc);
       }
       return;

@@ -14,14 +14,36 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../thread/pool_test_support.hpp"
+#include "weft/core/errors.hpp"
 #include "weft/core/future.hpp"
 #include "weft/parallel/fork_join_pool.hpp"
+#include "weft/parallel/task_group.hpp"
 
 namespace weft::test::forkjoin {
 
+// The names the ForkJoinPool test files use; each brings them in with `using namespace weft::test::forkjoin;`.
+using namespace std::chrono_literals;
+using weft::BrokenExecutor;
+using weft::Cancelled;
+using weft::ForkJoinPool;
+using weft::ForkJoinPoolOptions;
+using weft::Future;
+using weft::JobOptions;
+using weft::Promise;
+using weft::Shutdown;
+using weft::TaskGroup;
+using weft::Timeout;
+using weft::test::CapturingHandler;
+using weft::test::kSafetyNet;
+using weft::test::scaled;
+using weft::test::Watchdog;
+
+// Worker counts the tests sweep: one, two, and many more than the machine's cores.
+inline constexpr std::size_t kSweep[] = {1, 2, 4, 16};
 
 // A task's own error type, to check that the very same type and payload come back.
 struct TaskError : std::runtime_error {
@@ -52,6 +74,18 @@ bool eventually(Pred done) {
     std::this_thread::yield();
   }
   return true;
+}
+
+// Runs `call` and checks that it throws a TaskError with `code` (the failure a join or a group's wait must
+// rethrow).
+template <class F>
+void expect_task_error(int code, F&& call) {
+  try {
+    std::forward<F>(call)();
+    ADD_FAILURE() << "must rethrow the task's TaskError";
+  } catch (const TaskError& e) {
+    EXPECT_EQ(e.code, code);
+  }
 }
 
 // Holds `n` workers of a pool inside tasks blocked on a std::latch (which, unlike a weft wait, does not

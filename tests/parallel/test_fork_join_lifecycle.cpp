@@ -40,22 +40,6 @@
 
 namespace {
 
-
-using namespace std::chrono_literals;
-using weft::BrokenExecutor;
-using weft::Cancelled;
-using weft::ForkJoinPool;
-using weft::ForkJoinPoolOptions;
-using weft::Future;
-using weft::JobOptions;
-using weft::Promise;
-using weft::Shutdown;
-using weft::TaskGroup;
-using weft::test::CapturingHandler;
-using weft::test::kSafetyNet;
-using weft::test::Watchdog;
-
-constexpr std::size_t kSweep[] = {1, 2, 4, 16};
 using namespace weft::test::forkjoin;
 
 // ---- submit and post --------------------------------------------------------------------------------------

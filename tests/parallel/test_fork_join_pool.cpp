@@ -44,22 +44,6 @@
 
 namespace {
 
-
-using namespace std::chrono_literals;
-using weft::BrokenExecutor;
-using weft::Cancelled;
-using weft::ForkJoinPool;
-using weft::ForkJoinPoolOptions;
-using weft::Future;
-using weft::JobOptions;
-using weft::Promise;
-using weft::Shutdown;
-using weft::TaskGroup;
-using weft::test::CapturingHandler;
-using weft::test::kSafetyNet;
-using weft::test::Watchdog;
-
-constexpr std::size_t kSweep[] = {1, 2, 4, 16};
 using namespace weft::test::forkjoin;
 
 // ---- join: results ----------------------------------------------------------------------------------------
@@ -169,18 +153,12 @@ TEST(ForkJoinPool, JoinRethrowsTheExceptionOfTheFirstHalf) {
     SCOPED_TRACE("threads=" + std::to_string(threads));
     ForkJoinPool pool(threads);
     auto thrower = [] () -> int { throw TaskError("a", 1); };
-    try {
+    expect_task_error(1, [&] {
       (void)pool.join(thrower, [] { return 2; });  // from outside
-      ADD_FAILURE() << "join must rethrow";
-    } catch (const TaskError& e) {
-      EXPECT_EQ(e.code, 1);
-    }
-    try {
+    });
+    expect_task_error(1, [&] {
       pool.invoke([&] { (void)pool.join(thrower, [] { return 2; }); });  // from a worker
-      ADD_FAILURE() << "join must rethrow";
-    } catch (const TaskError& e) {
-      EXPECT_EQ(e.code, 1);
-    }
+    });
     EXPECT_THROW(pool.join([] { throw 5; }, [] {}), int);  // not a std::exception
     EXPECT_EQ(pool.invoke([&] { return fib(pool, 12); }), fib_seq(12));  // the pool still works
   }
@@ -191,14 +169,11 @@ TEST(ForkJoinPool, JoinRethrowsTheExceptionOfTheSecondHalf) {
     SCOPED_TRACE("threads=" + std::to_string(threads));
     ForkJoinPool pool(threads);
     std::atomic<bool> a_ran{false};
-    try {
+    expect_task_error(2, [&] {
       pool.invoke([&] {
         (void)pool.join([&] { a_ran = true; return 1; }, []() -> int { throw TaskError("b", 2); });
       });
-      ADD_FAILURE() << "join must rethrow";
-    } catch (const TaskError& e) {
-      EXPECT_EQ(e.code, 2);
-    }
+    });
     EXPECT_TRUE(a_ran.load());
     EXPECT_THROW(pool.join([] {}, [] { throw std::out_of_range("b"); }), std::out_of_range);
   }
@@ -208,7 +183,7 @@ TEST(ForkJoinPool, JoinRethrowsTheSecondHalfsExceptionFromAThief) {
   Watchdog dog("JoinRethrowsTheSecondHalfsExceptionFromAThief");
   ForkJoinPool pool(2);
   std::latch b_started(1);
-  try {
+  expect_task_error(3, [&] {
     pool.invoke([&] {
       pool.join([&] { b_started.wait(); },  // b can only run on the other worker
                 [&] {
@@ -216,10 +191,7 @@ TEST(ForkJoinPool, JoinRethrowsTheSecondHalfsExceptionFromAThief) {
                   throw TaskError("stolen b", 3);
                 });
     });
-    ADD_FAILURE() << "join must rethrow";
-  } catch (const TaskError& e) {
-    EXPECT_EQ(e.code, 3);
-  }
+  });
 }
 
 TEST(ForkJoinPool, JoinWhenBothHalvesThrowTheFirstHalfsExceptionWins) {
@@ -229,20 +201,17 @@ TEST(ForkJoinPool, JoinWhenBothHalvesThrowTheFirstHalfsExceptionWins) {
     ForkJoinPool pool(threads);
     // Plain: b may be skipped (a threw first), or run on a thief.
     for (int round = 0; round < 20; ++round) {
-      try {
+      expect_task_error(1, [&] {
         pool.invoke([&] {
           pool.join([] { throw TaskError("a", 1); }, [] { throw TaskError("b", 2); });
         });
-        ADD_FAILURE() << "join must rethrow";
-      } catch (const TaskError& e) {
-        EXPECT_EQ(e.code, 1);
-      }
+      });
     }
     if (threads < 2) continue;
     // Both certainly throw: a throws only once b runs on a thief (and b may throw before or after a).
     for (int round = 0; round < 20; ++round) {
       std::latch b_started(1);
-      try {
+      expect_task_error(1, [&] {
         pool.invoke([&] {
           pool.join(
               [&] {
@@ -254,10 +223,7 @@ TEST(ForkJoinPool, JoinWhenBothHalvesThrowTheFirstHalfsExceptionWins) {
                 throw TaskError("b", 2);
               });
         });
-        ADD_FAILURE() << "join must rethrow";
-      } catch (const TaskError& e) {
-        EXPECT_EQ(e.code, 1);
-      }
+      });
     }
   }
 }

@@ -24,19 +24,11 @@
 #include "weft/core/errors.hpp"
 #include "weft/core/future.hpp"
 #include "weft/parallel/task_group.hpp"
+#include "fork_join_test_support.hpp"
 
 namespace {
 
-using weft::BrokenExecutor;
-using weft::Cancelled;
-using weft::ForkJoinPool;
-using weft::ForkJoinPoolOptions;
-using weft::Future;
-using weft::Shutdown;
-using weft::TaskGroup;
-using weft::test::kSafetyNet;
-using weft::test::scaled;
-using weft::test::Watchdog;
+using namespace weft::test::forkjoin;
 
 constexpr std::size_t kWorkers[] = {1, 2, 3, 8, 32};
 constexpr std::size_t kProducers[] = {1, 4};

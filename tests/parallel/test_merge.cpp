@@ -21,20 +21,13 @@
 #include <vector>
 
 #include "weft/parallel/fork_join_pool.hpp"
+#include "algorithm_test_support.hpp"
 
 namespace {
 
-constexpr std::size_t kWorkerCounts[] = {1, 2, 8};
-constexpr std::size_t kSizes[] = {0, 1, 2, 17, 1000, 100'003};
+using namespace weft::test::algorithms;
 
-template <class F>
-void for_each_pool(F f) {
-  for (std::size_t workers : kWorkerCounts) {
-    SCOPED_TRACE("workers=" + std::to_string(workers));
-    weft::ForkJoinPool pool(workers);
-    f(pool);
-  }
-}
+constexpr std::size_t kSizes[] = {0, 1, 2, 17, 1000, 100'003};
 
 // A key, the input it came from (0 or 1) and its position there: a merge by key alone must keep
 // (source, index) in the order std::merge gives.

@@ -31,19 +31,12 @@
 #include "weft/core/future.hpp"
 #include "weft/parallel/task_group.hpp"
 #include "weft/thread/thread_pool.hpp"
+#include "fork_join_test_support.hpp"
 
 namespace {
 
-using namespace std::chrono_literals;
-using weft::ForkJoinPool;
-using weft::Future;
-using weft::Promise;
-using weft::TaskGroup;
+using namespace weft::test::forkjoin;
 using weft::ThreadPool;
-using weft::Timeout;
-using weft::test::kSafetyNet;
-using weft::test::scaled;
-using weft::test::Watchdog;
 
 #if defined(WEFT_TEST_TSAN)
 // ThreadSanitizer keeps its own shadow call stack of at most 65,536 frames per thread and aborts beyond it;

@@ -20,22 +20,13 @@
 #include <vector>
 
 #include "weft/parallel/fork_join_pool.hpp"
+#include "algorithm_test_support.hpp"
 
 namespace {
 
-constexpr std::size_t kWorkerCounts[] = {1, 2, 8};
-constexpr std::size_t kSizes[] = {0, 1, 2, 7, 1000, 100'003};
-constexpr std::size_t kGrains[] = {0, 1, 3, 1000};
+using namespace weft::test::algorithms;
 
-// Runs f(pool) on pools of 1, 2 and 8 workers.
-template <class F>
-void for_each_pool(F f) {
-  for (std::size_t workers : kWorkerCounts) {
-    SCOPED_TRACE("workers=" + std::to_string(workers));
-    weft::ForkJoinPool pool(workers);
-    f(pool);
-  }
-}
+constexpr std::size_t kSizes[] = {0, 1, 2, 7, 1000, 100'003};
 
 // Per-index visit counters.
 class Visits {
@@ -92,7 +83,7 @@ TEST(ParallelFor, VisitsEveryIndexExactlyOnceOnTheWorkers) {
   for_each_pool([](weft::ForkJoinPool& pool) {
     for (std::size_t n : kSizes) {
       for (std::size_t grain : kGrains) {
-        SCOPED_TRACE("n=" + std::to_string(n) + " grain=" + std::to_string(grain));
+        SCOPED_TRACE(size_and_grain(n, grain));
         Visits visits(n);
         std::atomic<int> off_pool{0};
         weft::parallel_for(
@@ -113,7 +104,7 @@ TEST(ParallelFor, RangeChunksTileTheRangeAndRespectTheGrain) {
   for_each_pool([](weft::ForkJoinPool& pool) {
     for (std::size_t n : kSizes) {
       for (std::size_t grain : kGrains) {
-        SCOPED_TRACE("n=" + std::to_string(n) + " grain=" + std::to_string(grain));
+        SCOPED_TRACE(size_and_grain(n, grain));
         std::mutex m;
         std::vector<Chunk> chunks;
         weft::parallel_for_range(

@@ -25,25 +25,15 @@
 
 #include "weft/parallel/fork_join_pool.hpp"
 #include "weft/parallel/parallel_for.hpp"
+#include "algorithm_test_support.hpp"
 
 namespace {
 
-constexpr std::size_t kWorkerCounts[] = {1, 2, 8};
+using namespace weft::test::algorithms;
+
 constexpr std::size_t kSizes[] = {0, 1, 2, 7, 1000, 100'003};
-constexpr std::size_t kGrains[] = {0, 1, 3, 1000};
 // The iterator forms have no grain: sizes around their smallest chunk and the 8-accumulator loop's steps.
 constexpr std::size_t kIteratorSizes[] = {0, 1, 2, 3, 7, 8, 15, 16, 17, 23, 24, 25, 1000, 2047, 2048, 2049, 5000, 100'003};
-
-template <class F>
-void for_each_pool(F f) {
-  for (std::size_t workers : kWorkerCounts) {
-    SCOPED_TRACE("workers=" + std::to_string(workers));
-    weft::ForkJoinPool pool(workers);
-    f(pool);
-  }
-}
-
-std::string trace(std::size_t n, std::size_t grain) { return "n=" + std::to_string(n) + " grain=" + std::to_string(grain); }
 
 std::vector<std::int64_t> iota_values(std::size_t n) {
   std::vector<std::int64_t> v(n);
@@ -109,7 +99,7 @@ TEST(ParallelReduce, IndexFormMatchesASequentialLoop) {
       std::uint64_t expected = 0;
       for (std::uint64_t i = 0; i < n; ++i) expected += i * i + 1;
       for (std::size_t grain : kGrains) {
-        SCOPED_TRACE(trace(n, grain));
+        SCOPED_TRACE(size_and_grain(n, grain));
         const std::uint64_t got = weft::parallel_reduce(
             pool, std::uint64_t{0}, std::uint64_t{n}, std::uint64_t{0},
             [](std::uint64_t lo, std::uint64_t hi, std::uint64_t acc) {
@@ -133,7 +123,7 @@ TEST(ParallelReduce, IndexFormKeepsOrderAndStartsEachChunkFromIdentity) {
       std::vector<std::int64_t> expected(n);
       std::iota(expected.begin(), expected.end(), first);
       for (std::size_t grain : kGrains) {
-        SCOPED_TRACE(trace(n, grain));
+        SCOPED_TRACE(size_and_grain(n, grain));
         const auto got = weft::parallel_reduce(
             pool, first, last, std::vector<std::int64_t>{},
             [](std::int64_t lo, std::int64_t hi, std::vector<std::int64_t> acc) {
@@ -154,7 +144,7 @@ TEST(ParallelReduce, IndexFormKeepsOrderAndStartsEachChunkFromIdentity) {
 TEST(ParallelReduce, IndexFormChunksRespectTheGrain) {
   for_each_pool([](weft::ForkJoinPool& pool) {
     for (std::size_t grain : {std::size_t{1}, std::size_t{3}, std::size_t{1000}}) {
-      SCOPED_TRACE(trace(100'003, grain));
+      SCOPED_TRACE(size_and_grain(100'003, grain));
       // T = (chunks, longest chunk)
       using Stat = std::pair<std::size_t, std::size_t>;
       const Stat s = weft::parallel_reduce(
@@ -298,7 +288,7 @@ TEST(ParallelReduce, IndexFormNestedInsideParallelFor) {
 TEST(ParallelReduce, IndexFormDefaultPoolOverload) {
   for (std::size_t n : kSizes) {
     for (std::size_t grain : kGrains) {
-      SCOPED_TRACE(trace(n, grain));
+      SCOPED_TRACE(size_and_grain(n, grain));
       std::atomic<int> elsewhere{0};
       const auto got = weft::parallel_reduce(
           std::size_t{0}, n, std::size_t{0},

@@ -23,10 +23,12 @@
 
 #include "weft/parallel/fork_join_pool.hpp"
 #include "weft/parallel/task_group.hpp"
+#include "algorithm_test_support.hpp"
 
 namespace {
 
-constexpr std::size_t kWorkerCounts[] = {1, 2, 8};
+using namespace weft::test::algorithms;
+
 constexpr std::size_t kSizes[] = {0, 1, 2, 17, 1000, 100'003};
 constexpr std::size_t kLarge = 1'000'000;
 
@@ -64,16 +66,6 @@ std::vector<std::uint32_t> make_keys(Shape shape, std::size_t n, std::uint32_t s
     }
   }
   return v;
-}
-
-// Runs f(pool) on pools of 1, 2 and 8 workers.
-template <class F>
-void for_each_pool(F f) {
-  for (std::size_t workers : kWorkerCounts) {
-    SCOPED_TRACE("workers=" + std::to_string(workers));
-    weft::ForkJoinPool pool(workers);
-    f(pool);
-  }
 }
 
 // A key and the position it had in the input: sorting by key alone shows stability in the indices.
@@ -148,6 +140,37 @@ struct ThrowingLess {
   }
 };
 
+// Success if `got` equals `expected`; otherwise names the first position where they differ.
+template <class T>
+::testing::AssertionResult same_order(const std::vector<T>& got, const std::vector<T>& expected) {
+  if (got.size() != expected.size()) {
+    return ::testing::AssertionFailure() << "size " << got.size() << ", expected " << expected.size();
+  }
+  const auto diff = std::mismatch(got.begin(), got.end(), expected.begin());
+  if (diff.first == got.end()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "differs from the std:: sort at position " << (diff.first - got.begin())
+                                       << " of " << got.size();
+}
+
+// Sorts a copy of `v` with std::sort and `v` itself with weft::parallel_sort on `pool`, both with `comp` (or
+// neither with a comparator), and checks that the two orders are equal.
+template <class T, class... Compare>
+::testing::AssertionResult matches_std_sort(weft::ForkJoinPool& pool, std::vector<T> v, Compare... comp) {
+  std::vector<T> expected = v;
+  std::sort(expected.begin(), expected.end(), comp...);
+  weft::parallel_sort(pool, v.begin(), v.end(), comp...);
+  return same_order(v, expected);
+}
+
+// As matches_std_sort, for std::stable_sort and weft::parallel_stable_sort: equal keys must keep their order.
+template <class T, class... Compare>
+::testing::AssertionResult matches_std_stable_sort(weft::ForkJoinPool& pool, std::vector<T> v, Compare... comp) {
+  std::vector<T> expected = v;
+  std::stable_sort(expected.begin(), expected.end(), comp...);
+  weft::parallel_stable_sort(pool, v.begin(), v.end(), comp...);
+  return same_order(v, expected);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // parallel_sort
 
@@ -157,10 +180,7 @@ TEST(ParallelSort, MatchesStdSortForEveryShapeSizeAndPool) {
       for (std::size_t n : kSizes) {
         SCOPED_TRACE(std::string(name_of(shape)) + " n=" + std::to_string(n));
         std::vector<std::uint32_t> v = make_keys(shape, n);
-        std::vector<std::uint32_t> expected = v;
-        std::sort(expected.begin(), expected.end());
-        weft::parallel_sort(pool, v.begin(), v.end());
-        ASSERT_EQ(v, expected);
+        ASSERT_TRUE(matches_std_sort(pool, v));
       }
     }
   });
@@ -171,10 +191,7 @@ TEST(ParallelSort, OneMillionElementsOfEveryShape) {
   for (Shape shape : kShapes) {
     SCOPED_TRACE(name_of(shape));
     std::vector<std::uint32_t> v = make_keys(shape, kLarge);
-    std::vector<std::uint32_t> expected = v;
-    std::sort(expected.begin(), expected.end());
-    weft::parallel_sort(pool, v.begin(), v.end());
-    ASSERT_EQ(v, expected);
+    ASSERT_TRUE(matches_std_sort(pool, v));
   }
 }
 
@@ -185,10 +202,7 @@ TEST(ParallelSort, ManySeedsOnEightWorkers) {
     for (Shape shape : {Shape::random, Shape::few_distinct}) {
       SCOPED_TRACE(std::string(name_of(shape)) + " seed=" + std::to_string(seed));
       std::vector<std::uint32_t> v = make_keys(shape, 20'000 + seed * 997, seed);
-      std::vector<std::uint32_t> expected = v;
-      std::sort(expected.begin(), expected.end());
-      weft::parallel_sort(pool, v.begin(), v.end());
-      ASSERT_EQ(v, expected);
+      ASSERT_TRUE(matches_std_sort(pool, v));
     }
   }
 }
@@ -198,10 +212,7 @@ TEST(ParallelSort, GreaterComparator) {
     for (Shape shape : kShapes) {
       SCOPED_TRACE(name_of(shape));
       std::vector<std::uint32_t> v = make_keys(shape, 100'003);
-      std::vector<std::uint32_t> expected = v;
-      std::sort(expected.begin(), expected.end(), std::greater<>{});
-      weft::parallel_sort(pool, v.begin(), v.end(), std::greater<>{});
-      ASSERT_EQ(v, expected);
+      ASSERT_TRUE(matches_std_sort(pool, v, std::greater<>{}));
     }
   });
 }
@@ -226,10 +237,7 @@ TEST(ParallelSort, Strings) {
     for (std::size_t n : kSizes) {
       SCOPED_TRACE("n=" + std::to_string(n));
       std::vector<std::string> v = make_strings(n);
-      std::vector<std::string> expected = v;
-      std::sort(expected.begin(), expected.end());
-      weft::parallel_sort(pool, v.begin(), v.end());
-      ASSERT_EQ(v, expected);
+      ASSERT_TRUE(matches_std_sort(pool, v));
     }
   });
 }
@@ -395,10 +403,8 @@ TEST(ParallelStableSort, MatchesStdStableSortForEveryShapeSizeAndPool) {
       for (std::size_t n : kSizes) {
         SCOPED_TRACE(std::string(name_of(shape)) + " n=" + std::to_string(n));
         std::vector<Record> v = make_records(shape, n);
-        std::vector<Record> expected = v;
-        std::stable_sort(expected.begin(), expected.end(), ByKey{});
-        weft::parallel_stable_sort(pool, v.begin(), v.end(), ByKey{});
-        ASSERT_EQ(v, expected);  // same keys and, among equal keys, the original index order
+        // Same keys and, among equal keys, the original index order.
+        ASSERT_TRUE(matches_std_stable_sort(pool, v, ByKey{}));
       }
     }
   });
@@ -409,10 +415,7 @@ TEST(ParallelStableSort, OneMillionRecords) {
   for (Shape shape : {Shape::random, Shape::sorted, Shape::reversed, Shape::few_distinct, Shape::sawtooth}) {
     SCOPED_TRACE(name_of(shape));
     std::vector<Record> v = make_records(shape, kLarge);
-    std::vector<Record> expected = v;
-    std::stable_sort(expected.begin(), expected.end(), ByKey{});
-    weft::parallel_stable_sort(pool, v.begin(), v.end(), ByKey{});
-    ASSERT_EQ(v, expected);
+    ASSERT_TRUE(matches_std_stable_sort(pool, v, ByKey{}));
   }
 }
 
@@ -436,10 +439,7 @@ TEST(ParallelStableSort, GreaterOnKeysKeepsEqualKeysInOrder) {
   for_each_pool([](weft::ForkJoinPool& pool) {
     std::vector<Record> v = make_records(Shape::random, 100'003);
     auto greater_key = [](const Record& a, const Record& b) { return a.key > b.key; };
-    std::vector<Record> expected = v;
-    std::stable_sort(expected.begin(), expected.end(), greater_key);
-    weft::parallel_stable_sort(pool, v.begin(), v.end(), greater_key);
-    ASSERT_EQ(v, expected);
+    ASSERT_TRUE(matches_std_stable_sort(pool, v, greater_key));
   });
 }
 
@@ -458,10 +458,7 @@ TEST(ParallelStableSort, StructWithAStringByItsIntKey) {
       SCOPED_TRACE("n=" + std::to_string(n));
       std::vector<Named> v = make_named(n);
       auto by_key = [](const Named& a, const Named& b) { return a.key < b.key; };
-      std::vector<Named> expected = v;
-      std::stable_sort(expected.begin(), expected.end(), by_key);
-      weft::parallel_stable_sort(pool, v.begin(), v.end(), by_key);
-      ASSERT_EQ(v, expected);  // names are unique: this checks stability too
+      ASSERT_TRUE(matches_std_stable_sort(pool, v, by_key));  // names are unique: this checks stability too
     }
   });
 }
@@ -469,10 +466,7 @@ TEST(ParallelStableSort, StructWithAStringByItsIntKey) {
 TEST(ParallelStableSort, Strings) {
   for_each_pool([](weft::ForkJoinPool& pool) {
     std::vector<std::string> v = make_strings(100'003);
-    std::vector<std::string> expected = v;
-    std::stable_sort(expected.begin(), expected.end());
-    weft::parallel_stable_sort(pool, v.begin(), v.end());
-    ASSERT_EQ(v, expected);
+    ASSERT_TRUE(matches_std_stable_sort(pool, v));
   });
 }
 

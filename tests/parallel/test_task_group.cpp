@@ -24,35 +24,11 @@
 #include "weft/core/errors.hpp"
 #include "weft/core/future.hpp"
 #include "weft/parallel/fork_join_pool.hpp"
+#include "fork_join_test_support.hpp"
 
 namespace {
 
-using weft::ForkJoinPool;
-using weft::Future;
-using weft::TaskGroup;
-using weft::test::CapturingHandler;
-using weft::test::kSafetyNet;
-using weft::test::scaled;
-using weft::test::Watchdog;
-
-constexpr std::size_t kSweep[] = {1, 2, 4, 16};
-
-struct TaskError : std::runtime_error {
-  TaskError(const char* what, int c) : std::runtime_error(what), code(c) {}
-  int code;
-};
-
-// Spins (yielding) until `done()` holds or the safety net runs out; false then. For conditions with no event
-// to wait on (the group's cancelled() flag); never the thing measured.
-template <class Pred>
-bool eventually(Pred done) {
-  const auto limit = std::chrono::steady_clock::now() + kSafetyNet;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > limit) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using namespace weft::test::forkjoin;
 
 // ---- spawn and wait ---------------------------------------------------------------------------------------
 
@@ -200,12 +176,9 @@ TEST(TaskGroup, TheFirstExceptionReachesWaitAfterTheRunningTasksFinish) {
     for (int i = 0; i < kLate; ++i) group.spawn([&] { late_ran.fetch_add(1); });
     EXPECT_TRUE(group.cancelled());
     let_runner_finish.count_down();
-    try {
+    expect_task_error(1, [&] {
       group.wait();
-      ADD_FAILURE() << "wait must rethrow";
-    } catch (const TaskError& e) {
-      EXPECT_EQ(e.code, 1);
-    }
+    });
     EXPECT_FALSE(runner_timed_out.load()) << "the failure did not mark the group cancelled";
     EXPECT_TRUE(runner_done.load()) << "wait returned before a running task finished";
     EXPECT_EQ(late_ran.load(), 0) << (kLate - late_ran.load()) << " of " << kLate << " late tasks were skipped";
@@ -232,12 +205,9 @@ TEST(TaskGroup, UnstartedTasksAreSkippedAfterAFailure) {
             if (order.fetch_add(1) == 0) throw TaskError("the first task to run", 7);
           });
         }
-        try {
+        expect_task_error(7, [&] {
           group.wait();
-          ADD_FAILURE() << "wait must rethrow";
-        } catch (const TaskError& e) {
-          EXPECT_EQ(e.code, 7);
-        }
+        });
       };
       if (inside) {
         pool.invoke(body);
@@ -274,12 +244,9 @@ TEST(TaskGroup, LaterExceptionsAreDropped) {
     if (!eventually([&] { return group.cancelled(); })) second_timed_out = true;
     throw TaskError("second", 2);
   });
-  try {
+  expect_task_error(1, [&] {
     group.wait();
-    ADD_FAILURE() << "wait must rethrow";
-  } catch (const TaskError& e) {
-    EXPECT_EQ(e.code, 1);
-  }
+  });
   EXPECT_FALSE(second_timed_out.load());
 }
 
@@ -542,12 +509,9 @@ TEST(TaskGroup, NestedGroupFailurePropagatesOutward) {
         inner.wait();
       });
     }
-    try {
+    expect_task_error(23, [&] {
       outer.wait();
-      ADD_FAILURE() << "wait must rethrow";
-    } catch (const TaskError& e) {
-      EXPECT_EQ(e.code, 23);
-    }
+    });
   }
 }
 
