@@ -11,6 +11,8 @@ packages=(
   libtsan2 libasan8 libubsan1
   # tests and micro-benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # io/: io_uring and the HTTP request parser
+  liburing-dev libhttp-parser-dev
   # command-line tool
   libcli11-dev libfmt-dev
   # comparisons in bench/ only

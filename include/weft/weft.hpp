@@ -6,6 +6,7 @@
 #include "weft/core/function.hpp"
 #include "weft/core/future.hpp"
 #include "weft/core/when.hpp"
+#include "weft/io.hpp"
 #include "weft/parallel.hpp"
 #include "weft/sync/channel.hpp"
 #include "weft/sync/event_count.hpp"
