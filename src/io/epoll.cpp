@@ -5,16 +5,19 @@
 // epoll_ctl per request. Because every request is tried before parking, an edge that arrived while no one was
 // waiting is never lost.
 //
-// Slots are indexed by descriptor number and carry a generation, also stored in the epoll event: a descriptor
-// closed (and its number reused) by a task resumed earlier in the same batch is recognised and its stale events
-// are dropped. Resumed tasks may attach descriptors and so grow the slot table: slots are looked up again after
-// every resume, never held across one.
+// Slots are indexed by descriptor number (16 bytes each; the table's capacity is reserved up to the descriptor
+// limit, so it never moves and only the slots in use are touched). A descriptor closed by a task resumed earlier
+// in the same batch of events has its remaining events in that batch blanked out by detach_fd, so a reused
+// number never receives a stale event. Resumed tasks may attach descriptors and so grow the table: slots are
+// looked up again after every resume, never held across one.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <poll.h>
@@ -28,11 +31,11 @@ namespace weft::io::detail {
 namespace {
 
 constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};
+constexpr std::uint64_t kBlank = kWakeTag - 1;  // an event of this batch whose descriptor was closed
 
 struct Slot {
   IoOp* reader = nullptr;
   IoOp* writer = nullptr;
-  std::uint32_t gen = 0;
 };
 
 class EpollBackend final : public BackendOps {
@@ -47,6 +50,10 @@ class EpollBackend final : public BackendOps {
     ev.data.u64 = kWakeTag;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
     free_.reserve(arena.count());
+    rlimit lim{};
+    std::size_t fds = 1024;
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = lim.rlim_cur;
+    slots_.reserve(std::min<std::size_t>(fds, std::size_t{1} << 20));
     for (std::uint32_t i = arena.count(); i > 0; --i) free_.push_back(static_cast<std::uint16_t>(i - 1));
   }
 
@@ -80,16 +87,19 @@ class EpollBackend final : public BackendOps {
     }
     op.state = OpState::done;
     op.result = -ECANCELED;
-    loop_.schedule(op.waiter);
+    if (op.on_complete == nullptr) {
+      loop_.schedule(op.waiter);
+    } else {
+      IoOp* p = &op;
+      loop_.call_soon([p] { p->on_complete(p); });  // never inline: the canceller may be mid-way through a hook
+    }
   }
 
   void attach_fd(int fd) override {
     if (static_cast<std::size_t>(fd) >= slots_.size()) slots_.resize(static_cast<std::size_t>(fd) + 1);
-    Slot& s = slots_[static_cast<std::size_t>(fd)];
-    ++s.gen;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.u64 = (std::uint64_t{s.gen} << 32) | static_cast<std::uint32_t>(fd);
+    ev.data.u64 = static_cast<std::uint32_t>(fd);
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
       throw Error(std::string("weft::io: epoll_ctl(ADD) failed: ") + std::strerror(errno));
   }
@@ -97,13 +107,17 @@ class EpollBackend final : public BackendOps {
   void detach_fd(int fd) noexcept override {
     if (fd < 0 || static_cast<std::size_t>(fd) >= slots_.size()) return;
     Slot& s = slots_[static_cast<std::size_t>(fd)];
-    ++s.gen;  // drops events of this batch for the old descriptor
+    for (int i = batch_next_; i < batch_size_; ++i)  // the rest of this batch must not reach a reused number
+      if (events_[static_cast<std::size_t>(i)].data.u64 == static_cast<std::uint64_t>(fd))
+        events_[static_cast<std::size_t>(i)].data.u64 = kBlank;
     if (IoOp* r = s.reader) cancel(*r);
     if (IoOp* w = s.writer) cancel(*w);
     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);  // a dup of the descriptor must not keep reporting it
   }
 
   void release_buffer(std::uint16_t id) noexcept override { free_.push_back(id); }
+  bool kernel_picks_buffers() const noexcept override { return false; }
+  bool try_now(IoOp& op) override { return attempt(op); }
 
   void wake() noexcept override {
     std::uint64_t one = 1;
@@ -119,7 +133,12 @@ class EpollBackend final : public BackendOps {
       tsp = &ts;
     }
     int n = ::epoll_pwait2(epfd_, events_.data(), static_cast<int>(events_.size()), tsp, nullptr);
-    for (int i = 0; i < n; ++i) dispatch(events_[static_cast<std::size_t>(i)]);
+    batch_size_ = n > 0 ? n : 0;
+    for (batch_next_ = 0; batch_next_ < batch_size_;) {
+      const epoll_event ev = events_[static_cast<std::size_t>(batch_next_++)];
+      dispatch(ev);
+    }
+    batch_size_ = batch_next_ = 0;
   }
 
  private:
@@ -201,12 +220,13 @@ class EpollBackend final : public BackendOps {
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
       return;
     }
-    const auto fd = static_cast<std::size_t>(ev.data.u64 & 0xFFFFFFFFu);
-    const auto gen = static_cast<std::uint32_t>(ev.data.u64 >> 32);
-    if (fd >= slots_.size() || slots_[fd].gen != gen) return;
-    if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && slots_[fd].reader != nullptr)
+    if (ev.data.u64 == kBlank) return;
+    const auto fd = static_cast<std::size_t>(ev.data.u64);
+    if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && slots_[fd].reader != nullptr) {
+      // The reader may close the descriptor (and a new one may take its number): the writer part below then
+      // finds no writer, or the new descriptor's writer, whose attempt is harmless (it retries on EAGAIN).
       retry(fd, /*write=*/false);
-    if (fd >= slots_.size() || slots_[fd].gen != gen) return;  // the reader closed it
+    }
     if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0 && slots_[fd].writer != nullptr) retry(fd, true);
   }
 
@@ -215,7 +235,7 @@ class EpollBackend final : public BackendOps {
     if (!attempt(*op)) return;
     (write ? slots_[fd].writer : slots_[fd].reader) = nullptr;
     op->state = OpState::done;
-    op->waiter.resume();
+    complete_op(*op);
   }
 
   LoopImpl& loop_;
@@ -225,6 +245,8 @@ class EpollBackend final : public BackendOps {
   std::vector<epoll_event> events_;
   std::vector<Slot> slots_;
   std::vector<std::uint16_t> free_;
+  int batch_next_ = 0;  // dispatch position in events_ (detach_fd blanks the rest of the batch)
+  int batch_size_ = 0;
 };
 
 }  // namespace

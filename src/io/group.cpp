@@ -35,7 +35,7 @@ TaskGroup::~TaskGroup() {
   if (parent_ != nullptr) parent_->remove(&parent_hook_);
 }
 
-void TaskGroup::adopt_erased(detail::PromiseBase& p, std::coroutine_handle<> h) {
+void TaskGroup::adopt_erased(detail::PromiseBase& p, std::coroutine_handle<> h, bool eager) {
   p.set_stop_state(&stop_);
   p.set_done(&TaskGroup::child_done);
   p.owner = this;
@@ -44,7 +44,8 @@ void TaskGroup::adopt_erased(detail::PromiseBase& p, std::coroutine_handle<> h) 
   if (children_ != nullptr) children_->list_prev = &p;
   children_ = &p;
   ++live_;
-  core_->schedule(h);  // step 2: starts in the next turn
+  if (eager) h.resume();
+  else core_->schedule(h);  // step 2: starts in the next turn
 }
 
 std::coroutine_handle<> TaskGroup::child_done(detail::PromiseBase& p, std::coroutine_handle<> h) noexcept {

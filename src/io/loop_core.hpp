@@ -44,6 +44,13 @@ class BackendOps {
   virtual void attach_fd(int fd) = 0;
   virtual void detach_fd(int fd) noexcept = 0;
   virtual void release_buffer(std::uint16_t id) noexcept = 0;
+  /// True when the kernel picks a pool buffer as data arrives (io_uring's provided buffers); false when a buffer
+  /// is taken by the read call itself (epoll), so a reader should first wait for readiness (poll_in) and read
+  /// only when it can use the data at once.
+  virtual bool kernel_picks_buffers() const noexcept = 0;
+  /// Runs op's system call once, without waiting: true when it finished (op.result set), false on EAGAIN.
+  /// Readiness backends only.
+  virtual bool try_now(IoOp& op) = 0;
 };
 
 /// The read pool: buffer_count buffers of buffer_size bytes in one anonymous mapping (pages are touched, and
@@ -96,6 +103,7 @@ class LoopImpl final : public LoopCore {
   void run_root(PromiseBase& p, std::coroutine_handle<> h);
 
   Backend backend_kind() const noexcept { return kind_; }
+  BackendOps& backend() noexcept { return *backend_; }
   const LoopOptions& options() const noexcept { return options_; }
   Loop::Stats stats() const noexcept { return stats_; }
   Loop::Stats& counters() noexcept { return stats_; }

@@ -121,6 +121,12 @@ class UringBackend final : public BackendOps {
     io_uring_buf_ring_advance(buf_ring_, 1);
   }
 
+  bool kernel_picks_buffers() const noexcept override { return true; }
+  bool try_now(IoOp& op) override {
+    op.result = -EOPNOTSUPP;
+    return true;
+  }
+
   void wake() noexcept override {
     std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
@@ -238,7 +244,7 @@ class UringBackend final : public BackendOps {
     if (res == -ENOBUFS) res = -ECANCELED;  // cancelled while the pool was empty
     op.result = res;
     op.state = OpState::done;
-    op.waiter.resume();
+    complete_op(op);
   }
 
   LoopImpl& loop_;

@@ -51,9 +51,9 @@ class FutureAwaiter {
     wake_->waiter = h;
     wake_->fn = [](RemoteNode* n) {
       auto* w = static_cast<FutureWake*>(n);
-      std::coroutine_handle<> h = w->waiter;
+      std::coroutine_handle<> waiter = w->waiter;
       w->release();  // the callback's reference; the awaiter still holds its own
-      h.resume();
+      waiter.resume();
     };
     core_ = &core;
     if (stop != nullptr) {

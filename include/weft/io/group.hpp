@@ -10,7 +10,8 @@
 //     failure.
 //  4. When the body returns (or throws), the group waits for every child — always, even when it is being
 //     cancelled — so no coroutine outlives its scope. Then it returns the body's value, or rethrows the kept
-//     child failure, else the body's exception.
+//     child failure, else the body's exception — except that a void body stopped by its own group's cancel()
+//     (not by a cancelled caller) ends the scope normally: the cancellation was meant for that scope only.
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -45,12 +46,25 @@ class TaskGroup {
   /// task, which gets weft::Cancelled at its first await.
   template <class T>
   void spawn(Task<T> task) {
-    adopt(task.release());
+    adopt(task.release(), false);
+  }
+
+  /// Like spawn(), but runs the task at once, until its first suspension, before returning (asyncio's eager
+  /// tasks): no loop turn between the event that caused it and its first step. Hazard: the caller's stack is
+  /// under the task while it runs; do not call it recursively from a task started this way without a bound.
+  template <class T>
+  void spawn_eager(Task<T> task) {
+    adopt(task.release(), true);
   }
 
   /// Cancels the group: every child and the body get weft::Cancelled at their next (or current) await.
   /// Not a failure: the group still finishes normally if nothing else failed.
-  void cancel() { stop_.request_stop(); }
+  void cancel() {
+    if (!stop_.stop_requested()) cancelled_here_ = true;
+    stop_.request_stop();
+  }
+  /// True when cancel() (not the caller's cancellation) stopped the group.
+  bool cancelled_here() const noexcept { return cancelled_here_; }
   bool cancelled() const noexcept { return stop_.stop_requested(); }
 
   /// Children started and not yet finished.
@@ -74,10 +88,10 @@ class TaskGroup {
 
  private:
   template <class P>
-  void adopt(std::coroutine_handle<P> h) {
-    adopt_erased(h.promise(), h);
+  void adopt(std::coroutine_handle<P> h, bool eager) {
+    adopt_erased(h.promise(), h, eager);
   }
-  void adopt_erased(detail::PromiseBase& p, std::coroutine_handle<> h);
+  void adopt_erased(detail::PromiseBase& p, std::coroutine_handle<> h, bool eager);
   static std::coroutine_handle<> child_done(detail::PromiseBase& p, std::coroutine_handle<> h) noexcept;
 
   detail::LoopCore* core_;
@@ -89,6 +103,7 @@ class TaskGroup {
   std::exception_ptr failure_;
   std::coroutine_handle<> joiner_;
   bool report_only_ = false;
+  bool cancelled_here_ = false;
 };
 
 namespace detail {
@@ -149,7 +164,12 @@ auto task_group(F body) {
     }
     co_await group.join();
     if (group.failure()) std::rethrow_exception(group.failure());
-    if (body_error) std::rethrow_exception(body_error);
+    if (body_error) {
+      if constexpr (std::is_void_v<R>) {
+        if (group.cancelled_here() && detail::is_cancelled(body_error)) co_return;  // step 4's exception
+      }
+      std::rethrow_exception(body_error);
+    }
     if constexpr (!std::is_void_v<R>) co_return std::move(*value);
   }(std::move(body));
 }

@@ -38,7 +38,7 @@ struct LoopOptions {
   unsigned queue_depth = 1024;
   /// Buffers of the loop's read pool (Stream::read_some): a connection holds one only while data is in hand,
   /// so 10,000 idle connections hold none. When all are in use a read gets a one-off buffer instead.
-  std::uint32_t buffer_count = 512;
+  std::uint32_t buffer_count = 64;
   std::uint32_t buffer_size = 4096;
   /// Bound of the call_soon_threadsafe queue; beyond it call_soon_threadsafe throws weft::QueueFull.
   std::size_t max_pending_calls = 65536;

@@ -34,8 +34,16 @@ struct IoOp {
   OpKind kind = OpKind::recv;
   OpState state = OpState::idle;
   std::uint16_t buffer_id = 0;      // recv_pooled: the pool buffer that holds the data
-  IoOp* next = nullptr;             // epoll backend: the descriptor's wait list
+  /// When set, the loop calls this on completion instead of resuming `waiter` (operations owned by no
+  /// coroutine, such as the reads of parked connections in serve.hpp). Runs on the loop thread.
+  void (*on_complete)(IoOp*) = nullptr;
 };
+
+/// Finishes a completed op: its callback, or its waiting coroutine.
+inline void complete_op(IoOp& op) {
+  if (op.on_complete != nullptr) op.on_complete(&op);
+  else op.waiter.resume();
+}
 
 /// A deadline in the loop's timer heap (ns on the steady clock). `fn` runs on the loop thread when it expires.
 struct TimerNode {
