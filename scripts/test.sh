@@ -3,12 +3,13 @@
 #   release  — every test, including the install test (an outside project builds against `cmake --install`)
 #   asan     — every test under AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan     — the concurrency tests under ThreadSanitizer
+#   fuzz     — the HTTP request parser under libFuzzer (clang, ASan+UBSan) for a bounded time (counts as one test)
 # Each configuration is built once with Ninja. Prints one closing line: "weft tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
-presets=(release asan tsan)
+presets=(release asan tsan fuzz)
 if [ -n "${WEFT_TEST_PRESETS:-}" ]; then read -r -a presets <<<"$WEFT_TEST_PRESETS"; fi
 
 logdir=$(mktemp -d)
@@ -17,8 +18,14 @@ passed=0
 failed=0
 status=0
 for p in "${presets[@]}"; do
-  echo "=== weft: configure, build and test preset '$p'"
   start=$(date +%s)
+  if [ "$p" = fuzz ]; then
+    echo "=== weft: fuzz the HTTP request parser for ${WEFT_FUZZ_SECONDS:-60} s"
+    if bash scripts/fuzz.sh "${WEFT_FUZZ_SECONDS:-60}"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+    echo "=== weft: fuzz done in $(( $(date +%s) - start )) s"
+    continue
+  fi
+  echo "=== weft: configure, build and test preset '$p'"
   cmake --preset "$p" >"$logdir/$p.configure" 2>&1 || { cat "$logdir/$p.configure"; exit 1; }
   cmake --build --preset "$p"
   set +e

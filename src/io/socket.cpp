@@ -296,6 +296,21 @@ Task<Stream> Stream::connect(std::string host, std::uint16_t port, std::chrono::
 
 // ---- Listener ----
 
+namespace {
+// A socket file left by a process that is gone refuses connections: remove it so bind() can take the path.
+// A file that is not a socket, or a socket someone listens on, is left alone (bind then fails: EADDRINUSE).
+void remove_stale_socket(const Address& at) {
+  const auto* un = reinterpret_cast<const sockaddr_un*>(at.native());
+  struct stat st{};
+  if (::stat(un->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (probe < 0) return;
+  const bool stale = ::connect(probe, at.native(), at.size()) != 0 && errno == ECONNREFUSED;
+  ::close(probe);
+  if (stale) ::unlink(un->sun_path);
+}
+}  // namespace
+
 Listener Listener::bind(const Address& at, ListenOptions options) {
   Listener l;
   int fd = make_socket(at.family(), SOCK_STREAM);
@@ -306,13 +321,13 @@ Listener Listener::bind(const Address& at, ListenOptions options) {
       if (options.reuse_port) set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
     } else {
       const auto* un = reinterpret_cast<const sockaddr_un*>(at.native());
-      if (un->sun_path[0] != '\0') {
-        struct stat st{};
-        if (::stat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(un->sun_path);  // a stale socket
-        l.unix_path_ = un->sun_path;
-      }
+      if (un->sun_path[0] != '\0') remove_stale_socket(at);
     }
     if (::bind(fd, at.native(), at.size()) != 0) throw IoError(errno, "weft::io: bind to " + at.to_string());
+    if (!l.tcp_) {
+      const auto* un = reinterpret_cast<const sockaddr_un*>(at.native());
+      if (un->sun_path[0] != '\0') l.unix_path_ = un->sun_path;  // ours to unlink on close, once bound
+    }
     if (::listen(fd, options.backlog) != 0) throw_errno(errno, "listen");
   } catch (...) {
     ::close(fd);
@@ -406,6 +421,14 @@ UdpSocket::SendTo::SendTo(detail::LoopCore& core, int fd, std::span<const std::b
   op.buf = &msg_;
 }
 
+UdpSocket::SendTo::SendTo(SendTo&& o) noexcept : OpAwaiter(std::move(o)), to_(o.to_), iov_(o.iov_), msg_{} {
+  msg_.msg_name = to_.native();
+  msg_.msg_namelen = to_.size();
+  msg_.msg_iov = &iov_;
+  msg_.msg_iovlen = 1;
+  op.buf = &msg_;
+}
+
 std::size_t UdpSocket::SendTo::await_resume() {
   std::int32_t r = OpAwaiter::await_resume();
   if (r < 0) throw IoError(-r, "weft::io: send_to " + to_.to_string());
@@ -420,6 +443,14 @@ UdpSocket::RecvFrom::RecvFrom(detail::LoopCore& core, int fd, std::span<std::byt
   msg_.msg_iovlen = 1;
   op.kind = detail::OpKind::recvfrom;
   op.fd = fd;
+  op.buf = &msg_;
+}
+
+UdpSocket::RecvFrom::RecvFrom(RecvFrom&& o) noexcept : OpAwaiter(std::move(o)), iov_(o.iov_), msg_{} {
+  msg_.msg_name = from_.native();
+  msg_.msg_namelen = sizeof(sockaddr_storage);
+  msg_.msg_iov = &iov_;
+  msg_.msg_iovlen = 1;
   op.buf = &msg_;
 }
 

@@ -12,6 +12,7 @@
 //     cancelled — so no coroutine outlives its scope. Then it returns the body's value, or rethrows the kept
 //     child failure, else the body's exception — except that a void body stopped by its own group's cancel()
 //     (not by a cancelled caller) ends the scope normally: the cancellation was meant for that scope only.
+//     A group stopped by its caller's cancellation ends with weft::Cancelled even if the body returned.
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -170,6 +171,9 @@ auto task_group(F body) {
       }
       std::rethrow_exception(body_error);
     }
+    // Stopped from outside (the caller is being cancelled): children may have been cut short, so the scope
+    // does not pretend to have finished.
+    if (group.cancelled() && !group.cancelled_here()) throw Cancelled("weft::io::task_group: cancelled");
     if constexpr (!std::is_void_v<R>) co_return std::move(*value);
   }(std::move(body));
 }

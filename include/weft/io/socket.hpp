@@ -277,6 +277,8 @@ class UdpSocket {
 class UdpSocket::SendTo : public detail::OpAwaiter {
  public:
   SendTo(detail::LoopCore& core, int fd, std::span<const std::byte> data, const Address& to);
+  /// Moves an awaiter not yet awaited (the message header is pointed at the new object's fields).
+  SendTo(SendTo&& o) noexcept;
   std::size_t await_resume();
 
  private:
@@ -288,6 +290,8 @@ class UdpSocket::SendTo : public detail::OpAwaiter {
 class UdpSocket::RecvFrom : public detail::OpAwaiter {
  public:
   RecvFrom(detail::LoopCore& core, int fd, std::span<std::byte> buf);
+  /// Moves an awaiter not yet awaited (the message header is pointed at the new object's fields).
+  RecvFrom(RecvFrom&& o) noexcept;
   std::pair<std::size_t, Address> await_resume();
 
  private:

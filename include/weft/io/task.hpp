@@ -12,6 +12,10 @@
 // ordinary exception) but should let it propagate afterwards.
 //
 // Thread safety: a Task and everything it awaits belong to the one thread running its event loop.
+//
+// Hazard: symmetric transfer is a tail call only in optimized builds (GCC: -O2, -foptimize-sibling-calls). In
+// an unoptimized build every await of a task that completes without suspending takes some stack until the
+// awaiting task suspends, so very long chains of such awaits (~100,000) can overflow the stack there.
 #include <coroutine>
 #include <exception>
 #include <optional>
