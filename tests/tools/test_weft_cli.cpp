@@ -93,7 +93,7 @@ TEST(WeftCli, HelpListsCommandsAndOptions) {
 TEST(WeftCli, DemoHelpListsItsOptions) {
   const CliRun r = weft("demo --help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  for (const char* option : {"--limit", "--chunk", "--threads", "--trace", "--quiet"}) {
+  for (const char* option : {"--limit", "--chunk", "--threads", "--trace", "--quiet", "--pages", "--concurrency"}) {
     EXPECT_TRUE(contains(r.output, option)) << option << " missing from:\n" << r.output;
   }
 }
@@ -112,7 +112,8 @@ TEST(WeftCli, NoCommandFails) {
 }
 
 TEST(WeftCli, DemoRejectsInvalidOptions) {
-  for (const char* args : {"demo --chunk 0", "demo --limit 1", "demo --threads many", "demo --no-such-option"}) {
+  for (const char* args : {"demo --chunk 0", "demo --limit 1", "demo --threads many", "demo --no-such-option",
+                           "demo --pages 0", "demo --concurrency 0"}) {
     const CliRun r = weft(args);
     EXPECT_NE(r.exit_code, 0) << args << ":\n" << r.output;
     EXPECT_NE(r.exit_code, -1) << args << ": weft did not exit normally";
@@ -143,6 +144,11 @@ TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
   EXPECT_TRUE(contains(r.output, "same order: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "fib(27) = 196418")) << r.output;
   EXPECT_TRUE(contains(r.output, "sort 300000 keys (fork/join)")) << r.output;
+  // The async I/O section: 60 slow pages fetched from the demo's own HTTP server, sequentially and 20 at once.
+  EXPECT_TRUE(contains(r.output, "[7/9] async I/O")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the server saw at most 20 requests at once")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the same both ways: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "60 slow pages over HTTP (async, 20 at once)")) << r.output;
   EXPECT_TRUE(contains(r.output, "all checks passed")) << r.output;
   // --quiet: no progress display at all.
   EXPECT_FALSE(contains(r.output, "counting")) << r.output;

@@ -10,9 +10,12 @@
 //                  over the producers closes the channel, which ends the consumer's loop.
 //   5. fork/join sort:      weft::parallel_sort on a ForkJoinPool against std::sort (same result, speedup).
 //   6. fork/join recursion: fib(n) with a join per call (above a cutoff) against plain recursion.
-//   7. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
-//   8. summary:    wall time and speedup of sections 1, 2, 5 and 6, and the thread pool's counters.
+//   7. async I/O:  one event loop serves slow pages over HTTP and fetches them, one at a time and then many at
+//                  once under a Semaphore (the I/O-bound case: the waits overlap on one thread).
+//   8. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
+//   9. summary:    wall time and speedup of sections 1, 2, 5, 6 and 7, and the thread pool's counters.
 #include "demo.hpp"
+#include "demo_async.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -216,7 +219,7 @@ int run_demo(const DemoOptions& options) {
   fmt::print("           on a ThreadPool of {} threads ({} CPUs online)\n\n", threads,
              std::thread::hardware_concurrency());
 
-  fmt::print("[1/8] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
+  fmt::print("[1/9] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
   trace::clear();
   trace::enable();
   const RunResult parallel = count_on_pool(pool, w, style);
@@ -224,7 +227,7 @@ int run_demo(const DemoOptions& options) {
   trace::disable();
   fmt::print("  primes below {}: {}  ({:.3f} s)\n\n", w.limit, parallel.primes, parallel.seconds);
 
-  fmt::print("[2/8] sequential: the same chunks on one thread\n");
+  fmt::print("[2/9] sequential: the same chunks on one thread\n");
   const RunResult sequential = count_sequentially(w, style);
   const double speedup = parallel.seconds > 0 ? sequential.seconds / parallel.seconds : 0;
   fmt::print("  primes below {}: {}  ({:.3f} s)\n", w.limit, sequential.primes, sequential.seconds);
@@ -241,31 +244,37 @@ int run_demo(const DemoOptions& options) {
   }
   fmt::print("  speedup: {:.2f}x on {} threads\n\n", speedup, threads);
 
-  fmt::print("[3/8] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
+  fmt::print("[3/9] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
   ok = futures_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[4/8] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
+  fmt::print("[4/9] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
   ok = channel_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[5/8] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
+  fmt::print("[5/9] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
   const ForkJoinResult sorted = fork_join_sort(options.sort_size, options.threads);
   ok = sorted.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[6/8] fork/join: a recursive computation, one join per call\n");
+  fmt::print("[6/9] fork/join: a recursive computation, one join per call\n");
   const ForkJoinResult fib = fork_join_fib(options.fib, kFibCutoff, options.threads);
   ok = fib.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[7/8] trace of the thread-pool run\n");
+  fmt::print("[7/9] async I/O: fetch slow pages from a local HTTP server on one thread's event loop\n");
+  const AsyncFetchResult fetched =
+      async_fetch(options.pages, std::chrono::milliseconds(options.page_latency_ms), options.concurrency);
+  ok = fetched.ok && ok;
+  fmt::print("\n");
+
+  fmt::print("[8/9] trace of the thread-pool run\n");
   trace_section(options.trace_path);
   fmt::print("\n");
 
   pool.shutdown();  // joins the workers, so the counters below are final
   const ThreadPoolStats stats = pool.stats();
-  fmt::print("[8/8] summary\n");
+  fmt::print("[9/9] summary\n");
   Table table({"workload", "threads", "wall time", "tasks", "tasks/s", "speedup"});
   const std::string workload = fmt::format("primes below {}", w.limit);
   table.add_row({workload + " (pool)", std::to_string(threads), fmt::format("{:.3f} s", parallel.seconds),
@@ -279,6 +288,12 @@ int run_demo(const DemoOptions& options) {
     table.add_row({f->workload + " (sequential)", "1", fmt::format("{:.3f} s", f->sequential_seconds), "-", "-",
                    "1.00x"});
   }
+  const std::string pages = fmt::format("{} slow pages over HTTP", fetched.pages);
+  table.add_row({pages + " (async, " + std::to_string(fetched.concurrency) + " at once)", "1",
+                 fmt::format("{:.3f} s", fetched.concurrent_seconds), std::to_string(fetched.pages),
+                 rate(fetched.pages, fetched.concurrent_seconds), fmt::format("{:.2f}x", fetched.speedup())});
+  table.add_row({pages + " (one at a time)", "1", fmt::format("{:.3f} s", fetched.sequential_seconds),
+                 std::to_string(fetched.pages), rate(fetched.pages, fetched.sequential_seconds), "1.00x"});
   std::fputs(table.str(2).c_str(), stdout);
   fmt::print("\n  pool '{}' (all sections): completed {}, failed {}, cancelled {}, rejected {}\n", pool.name(),
              stats.completed, stats.failed, stats.cancelled, stats.rejected);
@@ -308,6 +323,15 @@ Command add_demo_command(CLI::App& app) {
   sub->add_option("--fib", options->fib, "n of the fork/join section's fib(n)")
       ->capture_default_str()
       ->check(CLI::Range(0, 45));
+  sub->add_option("--pages", options->pages, "Pages fetched by the async I/O section")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
+  sub->add_option("--page-latency-ms", options->page_latency_ms, "How long each page takes to answer (ms)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
+  sub->add_option("--concurrency", options->concurrency, "Async I/O section: requests in flight at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1000}));
   sub->add_flag("--quiet,-q", options->quiet, "No progress display");
   return Command{sub, [options] { return run_demo(*options); }};
 }

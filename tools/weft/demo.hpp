@@ -3,7 +3,8 @@
 // It counts the primes below a limit in chunks on a ThreadPool (with a live progress display driven by
 // futures completing), repeats the count on one thread for the speedup, chains futures with then() and
 // when_all, streams results through a Channel, sorts and recurses on a work-stealing ForkJoinPool (with
-// speedups over the sequential versions), records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
+// speedups over the sequential versions), fetches slow pages from a local HTTP server on one thread's event
+// loop (one at a time, then many at once), records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
 // a summary table. Every result is checked; a wrong count is a non-zero exit.
 #pragma once
 
@@ -25,6 +26,9 @@ struct DemoOptions {
   bool quiet = false;                                ///< no progress display
   std::size_t sort_size = 5'000'000;                 ///< keys sorted by the fork/join section
   int fib = 36;                                      ///< fib(n) computed by the fork/join section
+  std::size_t pages = 60;                            ///< pages fetched by the async I/O section
+  int page_latency_ms = 20;                          ///< how long each page takes to answer
+  std::size_t concurrency = 20;                      ///< async I/O section: requests in flight at most
 };
 
 /// Runs the demo: the report goes to stdout, progress to stderr. Returns 0 when every check passed, 1
