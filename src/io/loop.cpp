@@ -240,6 +240,18 @@ void LoopImpl::turn() {
 void LoopImpl::run_root(PromiseBase& p, std::coroutine_handle<> h) {
   if (tl_current != nullptr) throw Error("weft::io::Loop::run: this thread is already running an event loop");
   if (running_loop_.exchange(true)) throw Error("weft::io::Loop::run: the loop is already running on another thread");
+  if (runner_ == std::thread::id{}) {
+    runner_ = std::this_thread::get_id();
+  } else if (runner_ != std::this_thread::get_id()) {
+    running_loop_ = false;
+    throw Error("weft::io::Loop::run: a loop runs on the thread that ran it first");
+  }
+  try {
+    backend_->bind_thread();
+  } catch (...) {
+    running_loop_ = false;
+    throw;
+  }
   tl_current = this;
   main_done_ = false;
   p.owner = this;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "weft/core/function.hpp"
@@ -41,6 +42,8 @@ class BackendOps {
   /// Waits for and dispatches completions; timeout_ns < 0: no limit, 0: do not block.
   virtual void wait(std::int64_t timeout_ns) = 0;
   virtual void wake() noexcept = 0;
+  /// Called on the thread that runs the loop, each time run() starts (io_uring binds its ring to it).
+  virtual void bind_thread() {}
   virtual void attach_fd(int fd) = 0;
   virtual void detach_fd(int fd) noexcept = 0;
   virtual void release_buffer(std::uint16_t id) noexcept = 0;
@@ -137,6 +140,7 @@ class LoopImpl final : public LoopCore {
   std::int64_t now_ = 0;
   bool main_done_ = false;
   std::atomic<bool> running_loop_{false};
+  std::thread::id runner_;  // the thread that ran the loop first; it alone may run it (io_uring's ring is bound)
 
   std::mutex inbox_mutex_;
   std::vector<UniqueFunction<void()>> inbox_;       // guarded by inbox_mutex_

@@ -64,7 +64,8 @@ class Loop {
 
   /// Runs the loop on this thread until `task` finishes, then cancels the tasks still running from spawn()
   /// and runs until they have finished too. Returns the task's value or rethrows its exception.
-  /// Throws weft::Error if this thread is already running a loop. Not reentrant.
+  /// Throws weft::Error if this thread is already running a loop, or if another thread ran this loop before
+  /// (a loop belongs to the first thread that runs it). Not reentrant.
   template <class T>
   T run(Task<T> task) {
     auto h = task.release();
