@@ -222,6 +222,7 @@ class Event {
 class Semaphore;
 
 /// Holds one permit of a Semaphore and releases it when destroyed (or at reset()). Movable, not copyable.
+/// Hazard: releasing that permit by hand as well makes the guard's release throw, which terminates.
 class [[nodiscard]] SemaphoreGuard {
  public:
   SemaphoreGuard() noexcept = default;
@@ -321,6 +322,8 @@ inline void SemaphoreGuard::reset() noexcept {
 class Lock;
 
 /// Owns a Lock and unlocks it when destroyed (or at unlock()). Movable, not copyable.
+/// Hazard: calling Lock::unlock() by hand while a guard owns the lock makes the guard's unlock throw, which
+/// terminates; use LockGuard::unlock() or release() instead.
 class [[nodiscard]] LockGuard {
  public:
   LockGuard() noexcept = default;
