@@ -132,7 +132,16 @@ class EpollBackend final : public BackendOps {
       ts.tv_nsec = timeout_ns % 1'000'000'000;
       tsp = &ts;
     }
-    int n = ::epoll_pwait2(epfd_, events_.data(), static_cast<int>(events_.size()), tsp, nullptr);
+    int n = -1;
+    if (have_pwait2_) {
+      n = ::epoll_pwait2(epfd_, events_.data(), static_cast<int>(events_.size()), tsp, nullptr);
+      if (n < 0 && errno == ENOSYS) have_pwait2_ = false;  // kernels before 5.11, or filtered: milliseconds
+    }
+    if (!have_pwait2_) {
+      // Rounded up, so a timer is never found early and re-waited for in a tight loop.
+      const int ms = timeout_ns < 0 ? -1 : static_cast<int>(std::min<std::int64_t>((timeout_ns + 999'999) / 1'000'000, 1 << 30));
+      n = ::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), ms);
+    }
     batch_size_ = n > 0 ? n : 0;
     for (batch_next_ = 0; batch_next_ < batch_size_;) {
       const epoll_event ev = events_[static_cast<std::size_t>(batch_next_++)];
@@ -245,6 +254,7 @@ class EpollBackend final : public BackendOps {
   std::vector<epoll_event> events_;
   std::vector<Slot> slots_;
   std::vector<std::uint16_t> free_;
+  bool have_pwait2_ = true;  // epoll_pwait2 (ns timeouts); epoll_wait (ms) where the kernel lacks it
   int batch_next_ = 0;  // dispatch position in events_ (detach_fd blanks the rest of the batch)
   int batch_size_ = 0;
 };

@@ -16,6 +16,11 @@
 // Hazard: symmetric transfer is a tail call only in optimized builds (GCC: -O2, -foptimize-sibling-calls). In
 // an unoptimized build every await of a task that completes without suspending takes some stack until the
 // awaiting task suspends, so very long chains of such awaits (~100,000) can overflow the stack there.
+//
+// Hazard (g++ 12): two coroutine forms are miscompiled and must be avoided — a conditional expression with a
+// co_await in each branch (`x = c ? co_await a() : co_await b();`: write an if/else), and a capturing lambda
+// built inside a co_await expression whose result is a temporary needing destruction
+// (`co_await pool.submit([s] {...})`: name the lambda, or the future, first).
 #include <coroutine>
 #include <exception>
 #include <optional>
