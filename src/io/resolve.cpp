@@ -46,7 +46,9 @@ Task<std::vector<Address>> resolve(std::string host, std::uint16_t port) {
     co_return std::vector<Address>{Address::ip(host, port)};
   } catch (const Error&) {
   }
-  co_return co_await resolver_pool().submit([host, port] { return lookup(host, port); });
+  auto job = [host, port] { return lookup(host, port); };  // named: see the g++ 12 hazard in task.hpp
+  Future<std::vector<Address>> found = resolver_pool().submit(std::move(job));
+  co_return co_await std::move(found);
 }
 
 }  // namespace weft::io

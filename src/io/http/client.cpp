@@ -69,8 +69,14 @@ Task<Response> Connection::request(Request req) {
       if (!*ok) c->close();
     }
   } guard{this, &ok};
-  Response r = options_.timeout.count() > 0 ? co_await wait_for(exchange(req), options_.timeout)
-                                            : co_await exchange(req);
+  // Plain statements, not `cond ? co_await a : co_await b`: g++ 12 miscompiles co_await inside a conditional
+  // expression (the result is copied bitwise out of a destroyed frame).
+  Response r;
+  if (options_.timeout.count() > 0) {
+    r = co_await wait_for(exchange(req), options_.timeout);
+  } else {
+    r = co_await exchange(req);
+  }
   ok = true;
   co_return r;
 }

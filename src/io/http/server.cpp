@@ -352,7 +352,7 @@ Task<void> Server::connection(Stream s) {
         ctx.head = req.method() == "HEAD";
         ctx.http10_keep_alive = !close && req.version_minor() == 0;
         ctx.server = server_name;
-        if (options_.date_header) ctx.date = http_date();
+        if (options_.date_header && !resp.is_prebuilt()) ctx.date = http_date();
         append_response(out, resp, ctx);
         parser.next();
         body_clock = false;
@@ -365,6 +365,9 @@ Task<void> Server::connection(Stream s) {
           queued = 0;
         }
       }
+      // Closing with unread bytes makes the kernel reset the connection, which can destroy the answer before
+      // the client reads it: when more was sent after the last answered request, linger first.
+      if (close && n > 0) linger = true;
       buf.reset();
       // Step 4.
       if (!out.empty()) {

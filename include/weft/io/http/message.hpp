@@ -124,8 +124,9 @@ class Response {
   /// A text/html (UTF-8) response.
   static Response html(int status, std::string body);
   /// Complete response bytes (status line, headers, body), written as they are: no header is added, so they
-  /// must carry their own Content-Length. The response keeps the connection open unless the request asked to
-  /// close it (then the server closes after writing). Hazard: only the view is stored — the bytes must stay
+  /// must carry their own Content-Length, and they are written whole for a HEAD request too. The response
+  /// keeps the connection open unless the request asked to close it (then the server closes after writing,
+  /// without a `Connection: close` header). Hazard: only the view is stored — the bytes must stay
   /// valid until the server has written them (a static string is the intended use).
   static Response prebuilt(std::string_view bytes) {
     Response r;
