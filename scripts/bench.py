@@ -6,11 +6,14 @@
     python3 scripts/bench.py --tasks 200000 --reps 3 --output /tmp/RESULTS.md   # a quick look
     python3 scripts/bench.py --quick --output /tmp/RESULTS.md    # smoke run: small sizes, figures meaningless
     python3 scripts/bench.py --only fib,sum --output /tmp/RESULTS.md             # some benchmarks only
+    python3 scripts/bench.py --only net --output /tmp/RESULTS.md    # network I/O: wrk, echo, idle connections
 
 Runs bench_tasks (its --json output is the source of every figure in the task tables), bench_channel and
 bench_trace when their binaries exist, and the fork/join benchmarks bench_fib, bench_sort, bench_sum,
 bench_dgemm, bench_pipeline and bench_idle (each writes its samples with --json; see
-bench/harness/harness.hpp for the format). A Google Benchmark binary is run with
+bench/harness/harness.hpp for the format), and the network benchmarks of bench/net (`net`: HTTP with wrk,
+echo and idle connections with bench/net's own clients, for weft's servers, Asio, libuv and asyncio; weft's
+servers are skipped with a note while they are not built). A Google Benchmark binary is run with
 --benchmark_out_format=json (5 repetitions, aggregates; 2 with --quick) and tabulated, its console output included as
 well; any other binary's output is included verbatim. Any build or run
 failure stops the script with a non-zero exit status, and RESULTS.md is then left untouched: it is only
@@ -27,11 +30,15 @@ import json
 import os
 import platform
 import re
+import select
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +62,7 @@ FORKJOIN = [
     ("bench_pipeline", "Pipeline", "bench/pipeline", ["--items", "200000"]),
     ("bench_idle", "Idle CPU of a fork/join pool", "bench/idle", []),  # --quick sets --idle-seconds
 ]
-ALL_BENCHMARKS = ["tasks", "channel", "trace"] + [b.removeprefix("bench_") for b, _, _, _ in FORKJOIN]
+ALL_BENCHMARKS = ["tasks", "channel", "trace"] + [b.removeprefix("bench_") for b, _, _, _ in FORKJOIN] + ["net"]
 
 # (benchmark, case, contender, required ratio weft/contender, description; {placeholders} from the program's
 # parameters). The ratio is the contender's median time over weft's (the headline row's), from the same run.
@@ -455,7 +462,7 @@ def extra_goals(others: dict) -> list[str]:
     return rows
 
 
-def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict) -> list[str]:
+def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict, net: dict | None) -> list[str]:
     lines = ["## Goals", "",
              "Ratios are weft's speed over the contender's (medians of the same run); see the sections below.", "",
              "| goal | measured | result |", "|---|---:|---|"]
@@ -475,6 +482,7 @@ def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict)
             lines.append(f"| {goal} | {text} | {verdict} |")
     lines += extra_goals(others)
     lines += forkjoin_goals(forkjoin)
+    lines += net_goals(net)
     lines.append("")
     return lines
 
@@ -601,12 +609,374 @@ FORKJOIN_NOTES = """## Notes on the fork/join benchmarks
 """
 
 
-def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, mach_before: dict, mach_after: dict,
-           build_type: str) -> str:
+# --- network I/O (bench/net) ---------------------------------------------------------------------------
+# Every server runs on CPU 0 and its load on CPU 1, one measurement per fresh server process, the contenders
+# in alternation. The servers follow the protocol in bench/net/common.hpp: --port, a `port N` line, SIGTERM.
+NET_CONTENDERS = ["weft-uring", "weft-epoll", "asio", "libuv", "asyncio"]
+NET_COMPETITORS = ["asio", "libuv"]  # the goals compare weft with the best of these
+NET_CONNECTIONS = 50
+NET_IDLE_CONNECTIONS = 10000
+NET_MESSAGE = 64
+NET_SERVER_CPU, NET_LOAD_CPU = "0", "1"
+NET_START_TIMEOUT = 15.0  # seconds for a server to print its port line
+NET_IDLE_SETTLE = 0.5  # seconds between the idle client's `ready` and the second RSS reading
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The asyncio servers run on the system's Python (Debian's python3), whichever Python runs this script.
+NET_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
+def net_binary(build_dir: Path, name: str) -> Path | None:
+    candidate = build_dir / "bench" / "net" / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    return find_binary(build_dir, name)
+
+
+def net_server_command(build_dir: Path, kind: str, contender: str) -> list[str] | None:
+    """The command that starts `contender`'s `kind` (http or echo) server, or None when it is not built."""
+    if contender == "asyncio":
+        return [NET_PYTHON, str(REPO / "bench" / "net" / f"{kind}_asyncio.py")]
+    name, extra = contender, []
+    if contender.startswith("weft-"):
+        name, extra = "weft", ["--backend", contender.removeprefix("weft-")]
+    binary = net_binary(build_dir, f"net_{kind}_{name}")
+    return None if binary is None else [str(binary), *extra]
+
+
+def read_line(stream, timeout: float, what: str) -> str:
+    """One line from a child's stdout pipe, or BenchError after `timeout` seconds or at its end."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    line = stream.readline() if ready else None
+    if not line:
+        raise BenchError(f"{what}: " + (f"no output within {timeout:.0f} s" if line is None else "ended early"))
+    return line.strip()
+
+
+class NetServer:
+    """A benchmark server on CPU 0, listening once constructed; a context manager that kills it on errors."""
+
+    def __init__(self, command: list[str], name: str):
+        self.name = name
+        cmd = ["taskset", "-c", NET_SERVER_CPU, *command, "--port", "0"]
+        log("$ " + " ".join(cmd))
+        # taskset execs the server, so this pid is the server's own.
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        try:
+            self.port = self.wait_for_port()
+            # One connection opened and closed before any load, as wrk does before its run, so that every server
+            # has seen a connection end: until its first end-of-file, CPython's recv() maps and unmaps a fresh
+            # 256 KiB buffer on every read (malloc raises its mmap threshold only when one is freed whole).
+            socket.create_connection(("127.0.0.1", self.port), timeout=10).close()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def wait_for_port(self) -> int:
+        line = read_line(self.proc.stdout, NET_START_TIMEOUT, f"{self.name} server start")
+        if not re.fullmatch(r"port [1-9]\d*", line):
+            raise BenchError(f"{self.name} server printed {line!r} instead of `port N`")
+        return int(line.split()[1])
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server so far (fields 14 and 15 of /proc/<pid>/stat, after the command name)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_bytes(self) -> int:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) * 1024
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            status = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise BenchError(f"{self.name} server did not exit within 10 s of SIGTERM") from None
+        if status != 0:
+            raise BenchError(f"{self.name} server exited with status {status} after SIGTERM")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wrk_seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def parse_wrk(out: str) -> dict:
+    """Requests, requests/s and the p50/p99 latencies (µs) from `wrk --latency`; BenchError on bad responses."""
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    requests = re.search(r"^\s*(\d+) requests in", out, re.M)
+    rate = re.search(r"^Requests/sec:\s*([\d.]+)", out, re.M)
+    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
+    if bad or not (requests and rate and p50 and p99):
+        raise BenchError(f"wrk reported errors or could not be read:\n{out}")
+    return {"requests": int(requests.group(1)), "rate": float(rate.group(1)),
+            "p50_us": wrk_seconds(p50.group(1)) * 1e6, "p99_us": wrk_seconds(p99.group(1)) * 1e6}
+
+
+def wrk_command(port: int, seconds: int) -> list[str]:
+    return ["taskset", "-c", NET_LOAD_CPU, "wrk", "-t1", f"-c{NET_CONNECTIONS}", f"-d{seconds}s", "--latency",
+            f"http://127.0.0.1:{port}/"]
+
+
+def net_http_once(command: list[str], name: str, seconds: int) -> dict:
+    with NetServer(command, name) as server:
+        run(wrk_command(server.port, 1), capture=True)  # warm-up, not measured
+        cpu, wall = server.cpu_seconds(), time.monotonic()
+        sample = parse_wrk(run(wrk_command(server.port, seconds), capture=True))
+        cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+        server.stop()
+    sample.update(cpu_us=cpu / sample["requests"] * 1e6, busy=cpu / wall)
+    return sample
+
+
+def net_echo_once(command: list[str], name: str, seconds: int, client: Path) -> dict:
+    with NetServer(command, name) as server:
+        cpu, wall = server.cpu_seconds(), time.monotonic()
+        out = run(["taskset", "-c", NET_LOAD_CPU, str(client), "--port", str(server.port), "--connections",
+                   str(NET_CONNECTIONS), "--size", str(NET_MESSAGE), "--seconds", str(seconds), "--warmup", "1"],
+                  capture=True)
+        cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+        server.stop()
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"rate": result["round_trips_per_s"], "p50_us": result["p50_us"], "p99_us": result["p99_us"],
+            "busy": cpu / wall}
+
+
+def net_idle_once(command: list[str], name: str, client: Path) -> dict:
+    with NetServer(command, name) as server:
+        before = server.rss_bytes()
+        cmd = ["taskset", "-c", NET_LOAD_CPU, str(client), "--port", str(server.port), "--connections",
+               str(NET_IDLE_CONNECTIONS)]
+        log("$ " + " ".join(cmd))
+        with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as idle:
+            try:
+                line = read_line(idle.stdout, 120, "net_idle_client")
+                if line != f"ready {NET_IDLE_CONNECTIONS}":
+                    raise BenchError(f"net_idle_client printed {line!r}")
+                time.sleep(NET_IDLE_SETTLE)  # a measurement pause: let the server finish its last reads
+                after = server.rss_bytes()
+            finally:
+                idle.stdin.close()
+            if idle.wait(timeout=60) != 0:
+                raise BenchError(f"net_idle_client exited with status {idle.returncode}")
+        server.stop()
+    return {"rss_per_conn": (after - before) / NET_IDLE_CONNECTIONS, "rss_before": before, "rss_after": after}
+
+
+def net_contenders(build_dir: Path, kind: str) -> tuple[list[str], list[str]]:
+    """The contenders whose `kind` (http or echo) server is built, and notes on those that are not."""
+    present, notes = [], []
+    for name in NET_CONTENDERS:
+        if net_server_command(build_dir, kind, name) is not None:
+            present.append(name)
+        else:
+            notes.append(f"{name}: no {kind} figures (net_{kind}_{name.split('-')[0]} is not built)")
+            log(notes[-1])
+    return present, notes
+
+
+def run_net(build_dir: Path, args, reps: int) -> dict:
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        raise BenchError("the net benchmark needs wrk and taskset (scripts/install-deps.sh installs wrk)")
+    if (os.cpu_count() or 1) < 2:
+        raise BenchError("the net benchmark pins the server and its load to CPUs 0 and 1: it needs 2 CPUs")
+    seconds = args.net_seconds or (2 if args.quick else 5)
+    echo_client, idle_client = (net_binary(build_dir, n) for n in ("net_echo_client", "net_idle_client"))
+    if echo_client is None or idle_client is None:
+        raise BenchError(f"net_echo_client or net_idle_client not found under {build_dir}")
+    tests = {"http": lambda cmd, name: net_http_once(cmd, name, seconds),
+             "echo": lambda cmd, name: net_echo_once(cmd, name, seconds, echo_client),
+             "idle": lambda cmd, name: net_idle_once(cmd, name, idle_client)}
+    results, notes = {}, []
+    for test, once in tests.items():
+        kind = "http" if test == "http" else "echo"
+        present, missing = net_contenders(build_dir, kind)
+        notes += [n for n in missing if n not in notes]
+        results[test] = {name: [] for name in present}
+        for rep in range(reps):
+            for name in present[rep % len(present):] + present[:rep % len(present)]:
+                results[test][name].append(once(net_server_command(build_dir, kind, name), name))
+                log(f"net {test} {name} rep {rep + 1}/{reps}: {results[test][name][-1]}")
+    return {"seconds": seconds, "reps": reps, "notes": notes, "results": results,
+            "libraries": net_libraries(build_dir), "compiler": compiler_of(build_dir)}
+
+
+def cache_value(build_dir: Path, key: str) -> str | None:
+    try:
+        for line in (build_dir / "CMakeCache.txt").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return line.partition("=")[2]
+    except OSError:
+        pass
+    return None
+
+
+def compiler_of(build_dir: Path) -> str:
+    cxx = cache_value(build_dir, "CMAKE_CXX_COMPILER")
+    try:
+        return subprocess.run([cxx, "--version"], text=True, stdout=subprocess.PIPE).stdout.splitlines()[0]
+    except (OSError, TypeError, IndexError):
+        return "unknown"
+
+
+def net_libraries(build_dir: Path) -> dict:
+    python = subprocess.run([NET_PYTHON, "--version"], text=True, stdout=subprocess.PIPE).stdout.strip()
+    libs = {"python": f"{python} (asyncio)"}
+    asio = Path(cache_value(build_dir, "WEFT_ASIO_INCLUDE") or "/usr/include") / "asio" / "version.hpp"
+    found = re.search(r"#define ASIO_VERSION (\d+)", asio.read_text()) if asio.is_file() else None
+    if found:
+        v = int(found.group(1))
+        libs["asio"] = f"Asio {v // 100000}.{v // 100 % 1000}.{v % 100}"
+    libuv = cache_value(build_dir, "WEFT_LIBUV_VERSION")
+    if libuv:
+        libs["libuv"] = f"libuv {libuv}"
+    wrk = subprocess.run(["wrk", "-v"], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+    libs["wrk"] = " ".join(wrk.split()[:2]) if wrk else "wrk"
+    return libs
+
+
+def net_stats(samples: list[dict]) -> dict:
+    """The median of every field, and the min and max of the headline one (`rate` or `rss_per_conn`)."""
+    out = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+    head = "rate" if "rate" in samples[0] else "rss_per_conn"
+    out["min"], out["max"] = min(s[head] for s in samples), max(s[head] for s in samples)
+    return out
+
+
+def net_best(stats: dict, names: list[str], key: str, lowest: bool = False) -> str | None:
+    """The name among `names` with the best median `key` (highest, or lowest), or None if none was measured."""
+    names = [n for n in names if n in stats]
+    if not names:
+        return None
+    return (min if lowest else max)(names, key=lambda n: stats[n][key])
+
+
+def net_comparison(net: dict) -> dict:
+    """{test: (best weft backend or None, best of Asio/libuv or None, stats)} for http, echo and idle."""
+    out = {}
+    for test, key, lowest in (("http", "rate", False), ("echo", "rate", False), ("idle", "rss_per_conn", True)):
+        stats = {name: net_stats(samples) for name, samples in net["results"][test].items()}
+        weft = [n for n in stats if n.startswith("weft-")]
+        out[test] = (net_best(stats, weft, key, lowest), net_best(stats, NET_COMPETITORS, key, lowest), stats)
+    return out
+
+
+def net_ratio_line(comparison: tuple, key: str, unit: str) -> str:
+    weft, rival, stats = comparison
+    if weft is None or rival is None:
+        missing = "weft's server" if weft is None else "Asio's and libuv's servers"
+        return f"Best weft backend ÷ best of Asio/libuv: not measured ({missing} not built)."
+    ratio = stats[weft][key] / stats[rival][key]
+    return f"Best weft backend ({weft}) ÷ best of Asio/libuv ({rival}), {unit}: {ratio:.2f}×."
+
+
+def num(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def net_tables(net: dict, cmp: dict) -> list[str]:
+    http, echo, idle = (cmp[t][2] for t in ("http", "echo", "idle"))
+    lines = ["### HTTP/1.1 hello world (wrk)", "",
+             "| server | median req/s | min – max req/s | server CPU µs/req | p50 µs | p99 µs "
+             "| server core busy |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {n} | {num(s['rate'])} | {num(s['min'])} – {num(s['max'])} | {s['cpu_us']:.2f} "
+              f"| {num(s['p50_us'])} | {num(s['p99_us'])} | {100 * s['busy']:.0f}% |" for n, s in http.items()]
+    lines += ["", net_ratio_line(cmp["http"], "rate", "req/s"), "",
+              "### TCP echo (net_echo_client)", "",
+              "| server | median round trips/s | min – max | p50 µs | p99 µs | server core busy |",
+              "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {n} | {num(s['rate'])} | {num(s['min'])} – {num(s['max'])} | {num(s['p50_us'])} "
+              f"| {num(s['p99_us'])} | {100 * s['busy']:.0f}% |" for n, s in echo.items()]
+    lines += ["", net_ratio_line(cmp["echo"], "rate", "round trips/s"), "",
+              f"### {NET_IDLE_CONNECTIONS:,} idle connections (net_idle_client against the echo servers)", "",
+              "| server | median RSS bytes per connection | min – max | RSS before → after (median) |",
+              "|---|---:|---:|---:|"]
+    lines += [f"| {n} | {num(s['rss_per_conn'])} | {num(s['min'])} – {num(s['max'])} "
+              f"| {s['rss_before'] / 2**20:.1f} → {s['rss_after'] / 2**20:.1f} MiB |" for n, s in idle.items()]
+    lines += ["", net_ratio_line(cmp["idle"], "rss_per_conn", "RSS per connection (lower is better)"),
+              ""]
+    return lines
+
+
+NET_METHOD = """Method: every server runs on one thread pinned to CPU 0 (`taskset -c 0`) and its load to CPU 1, on
+loopback, each measurement against a freshly started server, the contenders in alternation (a round runs each
+once, starting one further along the list each round); medians of {reps} rounds, min – max beside them. This is
+a {cpus}-CPU virtual machine: a one-thread wrk ({conns} connections, one request in flight on each, a 1 s
+warm-up run first, then {seconds} s measured) saturates its core at about the rate the faster servers reach, so
+the req/s column is bounded by the load generator as well as by the server; server CPU µs per request
+(utime + stime from /proc/<pid>/stat over the measured run ÷ requests completed) and "server core busy"
+(that CPU time ÷ the run's wall time) show the server's own cost. Echo: {conns} connections with one
+{size}-byte message in flight each, 1 s warm-up, {seconds} s measured; latency per round trip. Idle: VmRSS of
+the echo server before the connections and {settle} s after all {idle:,} have echoed one 16-byte message
+(so each sits in the server's next read), the difference ÷ {idle:,}. Servers: bench/net/ (one file per
+contender; asyncio with asyncio.Protocol on {python}, Asio with a coroutine per connection, libuv with
+callbacks), all answering with the same 13-byte body and setting TCP_NODELAY. Before any load the driver opens
+and closes one connection to the fresh server, as wrk does before its run, so every server is measured after
+it has seen a connection end (CPython's asyncio maps and unmaps a 256 KiB read buffer on every read until
+then, which costs it two thirds of its echo rate). Reproduce: `python3 scripts/bench.py --only net`."""
+
+
+def net_section(net: dict | None, cpus: int, load_note: str) -> list[str]:
+    if net is None:
+        return []
+    cmp = net_comparison(net)
+    lines = ["## Network I/O (loopback, one server thread)", "",
+             NET_METHOD.format(reps=net["reps"], cpus=cpus, conns=NET_CONNECTIONS, seconds=net["seconds"],
+                               size=NET_MESSAGE, settle=NET_IDLE_SETTLE, idle=NET_IDLE_CONNECTIONS,
+                               python=net["libraries"]["python"].partition(" (")[0]), "",
+             f"{load_note} A server core busy well below 100% in the echo table means the server was not "
+             "the bottleneck: its CPU went to other work on the machine, or its load generator was too slow.", ""]
+    lines += [f"- {note}" for note in net["notes"]] + ([""] if net["notes"] else [])
+    return lines + net_tables(net, cmp)
+
+
+def net_goal(goal: str, measured: float | None, limit: float, at_least: bool, text: str) -> str:
+    """A Goals row: `measured` must be ≥ `limit` (at_least) or ≤ it; None means weft was not measured."""
+    if measured is None:
+        return f"| {goal} | not measured | not measured |"
+    off = (limit - measured) / limit if at_least else (measured - limit) / limit
+    return f"| {goal} | {text} | {'met' if off <= 0 else f'missed by {100 * off:.1f}%'} |"
+
+
+def net_goals(net: dict | None) -> list[str]:
+    if net is None:
+        return []
+    cmp = net_comparison(net)
+    rows = []
+    for test, what in (("http", "HTTP hello world req/s"), ("echo", "echo round trips/s")):
+        weft, rival, st = cmp[test]
+        r = st[weft]["rate"] / st[rival]["rate"] if weft and rival else None
+        rows.append(net_goal(f"{what}: best weft backend ≥ 1.0× best of Asio/libuv", r, 1.0, True,
+                             f"{r:.2f}× ({weft} vs {rival})" if r is not None else ""))
+        if test == "http":
+            c = st[weft]["cpu_us"] / st[rival]["cpu_us"] if weft and rival else None
+            rows.append(net_goal("HTTP server CPU per request: ≤ 0.9× that of the faster of Asio/libuv", c, 0.9,
+                                 False, f"{c:.2f}× ({st[weft]['cpu_us']:.2f} vs {st[rival]['cpu_us']:.2f} µs, "
+                                 f"{weft} vs {rival})" if c is not None else ""))
+    weft, _, st = cmp["idle"]
+    rss = st[weft]["rss_per_conn"] if weft else None
+    rows.append(net_goal(f"idle connection RSS: ≤ 200 bytes per connection ({NET_IDLE_CONNECTIONS:,} connections)",
+                         rss, 200, False, f"{rss:,.0f} bytes ({weft})" if rss is not None else ""))
+    return rows
+
+
+def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net: dict | None, mach_before: dict,
+           mach_after: dict, build_type: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_b = ", ".join(f"{x:.2f}" for x in mach_before["load"])
     load_a = ", ".join(f"{x:.2f}" for x in mach_after["load"])
-    sources = ([data] if data is not None else []) + [d for d, _, _ in forkjoin.values()]
+    sources = ([data] if data is not None else []) + [d for d, _, _ in forkjoin.values()] + ([net] if net else [])
     libs: dict = {}
     for source in sources:
         for key, version in source.get("libraries", {}).items():
@@ -635,7 +1005,7 @@ def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, mac
         more, ratios = tasks_section(data)
         task_lines += more
         task_lines += idle_section(data)
-    lines += goals_section(data, ratios, others, forkjoin)
+    lines += goals_section(data, ratios, others, forkjoin, net)
     lines += task_lines
     for name, result in others.items():
         if name == "bench_channel":
@@ -647,13 +1017,14 @@ def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, mac
             lines += ["Console output of the same run, verbatim:", "", "```", result["text"].rstrip(), "```", ""]
         else:
             lines += text_section(name, result["text"])
-    lines += forkjoin_section(forkjoin)
     busiest = max(mach_before["load"][0], mach_after["load"][0])
     if busiest > 0.5 * (mach_before["cpus"] or 1):
         load_note = (f"Other work shared the machine during this run (1-minute load average up to {busiest:.1f} "
                      f"on {mach_before['cpus']} CPUs), so absolute rates are noisy.")
     else:
         load_note = f"The machine was quiet during this run (1-minute load average at most {busiest:.1f})."
+    lines += forkjoin_section(forkjoin)
+    lines += net_section(net, mach_before["cpus"], load_note)
     if data is not None:
         lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"], load_note=load_note)]
     if forkjoin:
@@ -694,6 +1065,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, help="recorded repetitions of every program (default: each program's own)")
     ap.add_argument("--warmup", type=int, help="bench_tasks warm-up rounds (default 1)")
     ap.add_argument("--threads", type=int, help="workers per pool, for every program (default 2)")
+    ap.add_argument("--net-seconds", type=int, help="measured seconds of every net run (default 5; 2 with --quick)")
     ap.add_argument("--idle-seconds", type=float,
                     help="idle-CPU windows of bench_tasks (default 2) and bench_idle (default 5)")
     args = ap.parse_args()
@@ -706,6 +1078,7 @@ def main() -> int:
         if args.only or args.quick:
             raise BenchError("--only and --quick make a partial or meaningless report: give --output")
         args.output = str(REPO / "bench" / "RESULTS.md")
+    net_reps = args.reps or 3  # before --quick lowers the other programs' default
     if args.quick:
         args.tasks = args.tasks or 100000
         args.reps = args.reps or 2
@@ -744,9 +1117,10 @@ def main() -> int:
         bench = binary_name.removeprefix("bench_")
         if bench in selected:
             forkjoin[bench] = run_forkjoin(required(binary_name), args)
+    net = run_net(build_dir, args, net_reps) if "net" in selected else None
     mach_after = machine()
 
-    text = render(data, tasks_text, others, forkjoin, mach_before, mach_after, build_type)
+    text = render(data, tasks_text, others, forkjoin, net, mach_before, mach_after, build_type)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)

@@ -7,8 +7,8 @@ set -euo pipefail
 packages=(
   # toolchain and build
   g++ clang cmake ninja-build ccache pkg-config git python3
-  # sanitizer runtimes (gcc 12)
-  libtsan2 libasan8 libubsan1
+  # sanitizer runtimes (gcc 12; clang 14's, with libFuzzer, for the fuzz stage)
+  libtsan2 libasan8 libubsan1 libclang-rt-14-dev
   # tests and micro-benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # io/: io_uring and the HTTP request parser
@@ -16,7 +16,7 @@ packages=(
   # command-line tool
   libcli11-dev libfmt-dev
   # comparisons in bench/ only
-  libtbb-dev libasio-dev libconcurrentqueue-dev libopenblas-dev
+  libtbb-dev libasio-dev libconcurrentqueue-dev libopenblas-dev libuv1-dev wrk
 )
 
 missing=()

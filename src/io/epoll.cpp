@@ -54,6 +54,7 @@ class EpollBackend final : public BackendOps {
     std::size_t fds = 1024;
     if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = lim.rlim_cur;
     slots_.reserve(std::min<std::size_t>(fds, std::size_t{1} << 20));
+    drained_.reserve(slots_.capacity());
     for (std::uint32_t i = arena.count(); i > 0; --i) free_.push_back(static_cast<std::uint16_t>(i - 1));
   }
 
@@ -96,7 +97,11 @@ class EpollBackend final : public BackendOps {
   }
 
   void attach_fd(int fd) override {
-    if (static_cast<std::size_t>(fd) >= slots_.size()) slots_.resize(static_cast<std::size_t>(fd) + 1);
+    if (static_cast<std::size_t>(fd) >= slots_.size()) {
+      slots_.resize(static_cast<std::size_t>(fd) + 1);
+      drained_.resize(static_cast<std::size_t>(fd) + 1);
+    }
+    drained_[static_cast<std::size_t>(fd)] = 0;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = static_cast<std::uint32_t>(fd);
@@ -153,8 +158,37 @@ class EpollBackend final : public BackendOps {
  private:
   static bool is_write(OpKind k) noexcept { return k == OpKind::send || k == OpKind::sendto || k == OpKind::connect; }
 
-  // Tries op's system call once. True when it finished (result set), false on EAGAIN.
+  bool is_drained(int fd) const noexcept {
+    return fd >= 0 && static_cast<std::size_t>(fd) < drained_.size() && drained_[static_cast<std::size_t>(fd)] == kDrained;
+  }
+  void mark_drained(int fd) noexcept {
+    if (fd >= 0 && static_cast<std::size_t>(fd) < drained_.size() && drained_[static_cast<std::size_t>(fd)] != kHup)
+      drained_[static_cast<std::size_t>(fd)] = kDrained;
+  }
+
+  // Tries op's system call once. True when it finished (result set), false on EAGAIN (or known drained).
   bool attempt(IoOp& op) {
+    switch (op.kind) {
+      case OpKind::recv: case OpKind::recv_pooled: case OpKind::accept: case OpKind::recvfrom:
+      case OpKind::read: case OpKind::poll_in:
+        if (is_drained(op.fd)) return false;
+        break;
+      default: break;
+    }
+    const bool done = attempt_call(op);
+    if (!done) {
+      if (op.kind != OpKind::send && op.kind != OpKind::sendto && op.kind != OpKind::connect) mark_drained(op.fd);
+    } else if ((op.kind == OpKind::recv || op.kind == OpKind::read) && op.result > 0 &&
+               static_cast<std::uint32_t>(op.result) < op.len) {
+      mark_drained(op.fd);  // a short stream read: what was there has been taken
+    } else if (op.kind == OpKind::recv_pooled && op.result > 0 &&
+               static_cast<std::uint32_t>(op.result) < arena_.size()) {
+      mark_drained(op.fd);
+    }
+    return done;
+  }
+
+  bool attempt_call(IoOp& op) {
     ssize_t n = 0;
     switch (op.kind) {
       case OpKind::recv: n = ::recv(op.fd, op.buf, op.len, MSG_DONTWAIT); break;
@@ -231,6 +265,8 @@ class EpollBackend final : public BackendOps {
     }
     if (ev.data.u64 == kBlank) return;
     const auto fd = static_cast<std::size_t>(ev.data.u64);
+    if ((ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) drained_[fd] = kHup;  // sticky
+    else if ((ev.events & EPOLLIN) != 0) drained_[fd] = 0;                             // a new edge
     if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && slots_[fd].reader != nullptr) {
       // The reader may close the descriptor (and a new one may take its number): the writer part below then
       // finds no writer, or the new descriptor's writer, whose attempt is harmless (it retries on EAGAIN).
@@ -253,6 +289,11 @@ class EpollBackend final : public BackendOps {
   int wake_fd_ = -1;
   std::vector<epoll_event> events_;
   std::vector<Slot> slots_;
+  // Per descriptor: 0, kDrained (a read would say EAGAIN until the next edge) or kHup (the peer shut down or
+  // the socket failed: never drained again).
+  static constexpr std::uint8_t kDrained = 1;
+  static constexpr std::uint8_t kHup = 2;
+  std::vector<std::uint8_t> drained_;
   std::vector<std::uint16_t> free_;
   bool have_pwait2_ = true;  // epoll_pwait2 (ns timeouts); epoll_wait (ms) where the kernel lacks it
   int batch_next_ = 0;  // dispatch position in events_ (detach_fd blanks the rest of the batch)

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "weft/core/errors.hpp"
+#include "weft/io/future.hpp"
 #include "weft/io/detail/stop_state.hpp"
 #include "weft/io/loop.hpp"
 #include "weft/io/task.hpp"
@@ -235,9 +236,17 @@ Task<T> wait_for(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
   if constexpr (!std::is_void_v<T>) co_return std::move(*slot);
 }
 
-/// wait_for on any awaitable (a socket read, a queue get, a future...).
+/// wait_for on a weft::Future: its value, or weft::Timeout (the work is cancelled if it has not started; see
+/// future.hpp).
+template <class T, class Rep, class Period>
+Task<T> wait_for(Future<T> future, std::chrono::duration<Rep, Period> timeout) {
+  return wait_for([](Future<T> f) -> Task<T> { co_return co_await std::move(f); }(std::move(future)), timeout);
+}
+
+/// wait_for on any awaitable with an await_resume (a socket read, a queue get, a sleep...).
 template <class A, class Rep, class Period>
-  requires(!requires { typename std::remove_cvref_t<A>::promise_type; })
+  requires(!requires { typename std::remove_cvref_t<A>::promise_type; } &&
+           requires(std::remove_cvref_t<A>& a) { a.await_resume(); })
 auto wait_for(A&& awaitable, std::chrono::duration<Rep, Period> timeout) {
   using R = decltype(std::declval<A>().await_resume());
   return wait_for([](std::remove_cvref_t<A> a) -> Task<R> { co_return co_await std::move(a); }(std::forward<A>(awaitable)),

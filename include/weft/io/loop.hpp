@@ -69,11 +69,11 @@ class Loop {
   template <class T>
   T run(Task<T> task) {
     auto h = task.release();
-    run_root(h.promise(), h);
     struct Destroy {
       typename Task<T>::Handle h;
       ~Destroy() { h.destroy(); }
-    } d{h};
+    } d{h};  // before run_root, which may throw without having started the task
+    run_root(h.promise(), h);
     return h.promise().result();
   }
 

@@ -14,7 +14,10 @@ detail::TimerAwaiter sleep(std::chrono::duration<Rep, Period> d) {
   detail::LoopCore& core = detail::current_core();
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   if (ns < 0) ns = 0;
-  return detail::TimerAwaiter(core, core.now() + ns + 1);
+  // A fresh clock reading, not the loop's per-turn one: "at least d" from the caller's point of view.
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count();
+  return detail::TimerAwaiter(core, now + ns + 1);
 }
 
 /// Suspends the calling task until `tp` on the steady clock. See sleep().
