@@ -3,10 +3,9 @@
 by loop.create_server, one thread, standard library only. Follows the server protocol in common.hpp: --port N
 (0: ephemeral), prints `port <N>` once listening on 127.0.0.1, runs until SIGTERM or SIGINT and then exits 0."""
 
-import argparse
 import asyncio
-import resource
-import signal
+
+from asyncio_server import run_server
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -19,25 +18,5 @@ class EchoProtocol(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def serve(protocol, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=4096)
-    print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
-    await stop.wait()
-    server.close()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(serve(EchoProtocol, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    run_server(EchoProtocol, __doc__.splitlines()[0])

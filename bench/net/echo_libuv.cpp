@@ -9,7 +9,7 @@
 #include <new>
 #include <string>
 
-#include "common.hpp"
+#include "libuv_server.hpp"
 
 namespace net = weft::bench::net;
 
@@ -60,26 +60,4 @@ void on_connection(uv_stream_t* server, int status) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  net::Args args(argc, argv, {{"port", 0}});
-  net::raise_open_file_limit();
-  uv_loop_t* loop = uv_default_loop();
-  uv_tcp_t server;
-  uv_tcp_init(loop, &server);
-  sockaddr_in address{};
-  uv_ip4_addr("127.0.0.1", static_cast<int>(args["port"]), &address);
-  int error = uv_tcp_bind(&server, reinterpret_cast<const sockaddr*>(&address), 0);
-  if (error == 0) error = uv_listen(reinterpret_cast<uv_stream_t*>(&server), net::kBacklog, on_connection);
-  if (error != 0) net::die(args.program(), std::string("listen: ") + uv_strerror(error));
-  uv_signal_t signals[2];
-  for (int i = 0; i < 2; ++i) {
-    uv_signal_init(loop, &signals[i]);
-    uv_signal_start(&signals[i], [](uv_signal_t* handle, int) { uv_stop(handle->loop); }, i == 0 ? SIGTERM : SIGINT);
-  }
-  sockaddr_in bound{};
-  int length = sizeof bound;
-  uv_tcp_getsockname(&server, reinterpret_cast<sockaddr*>(&bound), &length);
-  net::announce_port(ntohs(bound.sin_port));
-  uv_run(loop, UV_RUN_DEFAULT);
-  return 0;
-}
+int main(int argc, char** argv) { return net::run_libuv_server(argc, argv, on_connection); }

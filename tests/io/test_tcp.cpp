@@ -407,19 +407,22 @@ TEST_P(IoTcp, ClosingAStreamCancelsItsPendingRead) {
   }());
 }
 
+// Waits in accept until cancelled; records that it started and that it saw weft::Cancelled.
+io::Task<void> accept_until_cancelled(io::Listener& l, bool& started, bool& cancelled) {
+  started = true;
+  try {
+    io::Stream s = co_await l.accept();
+  } catch (const Cancelled&) {
+    cancelled = true;
+  }
+}
+
 TEST_P(IoTcp, CancelledAcceptTakesNoConnection) {
   run([]() -> io::Task<void> {
     io::Listener listener = loopback_listener();
     bool started = false, cancelled = false;
     co_await io::task_group([&](io::TaskGroup& g) -> io::Task<void> {
-      g.spawn([](io::Listener& l, bool& st, bool& c) -> io::Task<void> {
-        st = true;
-        try {
-          io::Stream s = co_await l.accept();
-        } catch (const Cancelled&) {
-          c = true;
-        }
-      }(listener, started, cancelled));
+      g.spawn(accept_until_cancelled(listener, started, cancelled));
       co_await yield_until([&] { return started; });
       co_await io::sleep(1ms);
       g.cancel();
@@ -435,14 +438,7 @@ TEST_P(IoTcp, CancelledAcceptTakesNoConnection) {
     // Closing the listener cancels a pending accept too.
     started = cancelled = false;
     co_await io::task_group([&](io::TaskGroup& g) -> io::Task<void> {
-      g.spawn([](io::Listener& l, bool& st, bool& c) -> io::Task<void> {
-        st = true;
-        try {
-          io::Stream s = co_await l.accept();
-        } catch (const Cancelled&) {
-          c = true;
-        }
-      }(listener, started, cancelled));
+      g.spawn(accept_until_cancelled(listener, started, cancelled));
       co_await yield_until([&] { return started; });
       co_await io::sleep(1ms);
       listener.close();
