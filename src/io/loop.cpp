@@ -151,23 +151,22 @@ void LoopImpl::fire_timers() {
 
 // ---- cross-thread inbox (protocol b at the top of loop_core.hpp) ----
 
+// The wake-up is written while the inbox lock is held: the loop cannot take the post before the poster is done
+// with the loop, so a post that lets the loop finish (the last wake-up a task was waiting for) never touches a
+// loop that has meanwhile been destroyed.
 void LoopImpl::call_soon_threadsafe(UniqueFunction<void()> fn) {
-  {
-    std::lock_guard lock(inbox_mutex_);
-    if (inbox_.size() >= options_.max_pending_calls)
-      throw QueueFull("weft::io::Loop::call_soon_threadsafe: " + std::to_string(options_.max_pending_calls) +
-                      " calls already pending (LoopOptions::max_pending_calls)");
-    inbox_.push_back(std::move(fn));
-  }
+  std::lock_guard lock(inbox_mutex_);
+  if (inbox_.size() >= options_.max_pending_calls)
+    throw QueueFull("weft::io::Loop::call_soon_threadsafe: " + std::to_string(options_.max_pending_calls) +
+                    " calls already pending (LoopOptions::max_pending_calls)");
+  inbox_.push_back(std::move(fn));
   if (!signalled_.exchange(true, std::memory_order_acq_rel)) backend_->wake();
 }
 
 void LoopImpl::post_remote(RemoteNode* node) noexcept {
-  {
-    std::lock_guard lock(inbox_mutex_);
-    node->next = remote_head_;
-    remote_head_ = node;
-  }
+  std::lock_guard lock(inbox_mutex_);
+  node->next = remote_head_;
+  remote_head_ = node;
   if (!signalled_.exchange(true, std::memory_order_acq_rel)) backend_->wake();
 }
 

@@ -10,8 +10,10 @@
 //     timer (or for ever). The backend resumes each completed operation's waiter inline.
 //
 // Cross-thread wake-up protocol (call_soon_threadsafe, post_remote):
-//  a. The poster appends under inbox_mutex_, then `signalled_.exchange(true)`; only the poster that turns it
-//     from false to true writes the backend's eventfd (one system call per batch of posts).
+//  a. The poster appends under inbox_mutex_ and, still holding it, does `signalled_.exchange(true)`; only the
+//     poster that turns it from false to true writes the backend's eventfd (one system call per batch of
+//     posts). Holding the lock keeps the loop from taking the post, finishing and being destroyed while the
+//     poster still touches it.
 //  b. The loop, in step 1, stores false into signalled_ *before* taking the inbox lock. A post that lands
 //     after the loop took the inbox sees false (the store precedes it in signalled_'s modification order,
 //     through the mutex) and wakes the loop again; a post that lands before is taken now. No post is missed.

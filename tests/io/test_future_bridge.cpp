@@ -14,6 +14,8 @@
 #include "io_test_support.hpp"
 #include "weft/core/future.hpp"
 #include "weft/io/future.hpp"
+#include "weft/parallel/fork_join_pool.hpp"
+#include "weft/parallel/sort.hpp"
 #include "weft/thread/thread_pool.hpp"
 
 namespace {
@@ -206,6 +208,34 @@ TEST_P(IoFutureBridge, RunInExecutor) {
         p, [](int a, int b) { return std::make_pair(a + b, std::this_thread::get_id()); }, 2, 3);
     EXPECT_EQ(sum, 5);
     EXPECT_NE(where, loop_thread) << "run_in_executor ran the call on the loop thread";
+  }(pool));
+}
+
+// A fork/join computation handed off from the loop: the loop awaits the ForkJoinPool's future while the pool's
+// workers sort, and another task on the loop keeps running meanwhile.
+TEST_P(IoFutureBridge, AwaitsAForkJoinPoolComputation) {
+  weft::ForkJoinPool pool(weft::ForkJoinPoolOptions{.threads = 2});
+  run([](weft::ForkJoinPool& p) -> io::Task<void> {
+    std::vector<int> keys(200'000);
+    for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<int>((i * 7919) % 100'003);
+    int ticks = 0;
+    bool sorted = false;
+    co_await io::task_group([&](io::TaskGroup& g) -> io::Task<void> {
+      g.spawn([](int& t, bool& done) -> io::Task<void> {
+        while (!done && t < 100'000) {  // the loop stays free while the workers sort
+          ++t;
+          co_await io::sleep(0ms);
+        }
+      }(ticks, sorted));
+      auto sort_job = [&keys, &p] { weft::parallel_sort(p, keys.begin(), keys.end()); };
+      Future<void> job = io::run_in_executor(p, sort_job);
+      co_await std::move(job);
+      sorted = true;
+      int sum = co_await p.submit([] { return 20 + 22; });
+      EXPECT_EQ(sum, 42);
+    });
+    EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+    EXPECT_GT(ticks, 0) << "the loop did not run another task while it waited";
   }(pool));
 }
 

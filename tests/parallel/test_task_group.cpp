@@ -203,6 +203,11 @@ TEST(TaskGroup, UnstartedTasksAreSkippedAfterAFailure) {
             if (group.cancelled()) started_after_failure.fetch_add(1);
             ran.fetch_add(1);
             if (order.fetch_add(1) == 0) throw TaskError("the first task to run", 7);
+            // Hold this worker until the group has recorded the failure, so that tasks are still queued when
+            // it does: on a loaded machine (16 workers on 2 CPUs under ASan) the other workers could otherwise
+            // run every task while the first one is still unwinding its exception.
+            const auto limit = std::chrono::steady_clock::now() + kSafetyNet;
+            while (!group.cancelled() && std::chrono::steady_clock::now() < limit) std::this_thread::yield();
           });
         }
         expect_task_error(7, [&] {

@@ -34,7 +34,7 @@ std::string_view to_string(Backend b) noexcept;
 struct LoopOptions {
   /// Which kernel interface to use (see the top of this file).
   Backend backend = Backend::automatic;
-  /// io_uring submission queue entries (completions: twice as many) / epoll events reaped per wait.
+  /// io_uring submission queue entries (completion queue: four times as many) / epoll events reaped per wait.
   unsigned queue_depth = 1024;
   /// Buffers of the loop's read pool (Stream::read_some): a connection holds one only while data is in hand,
   /// so 10,000 idle connections hold none. When all are in use a read gets a one-off buffer instead.
@@ -53,7 +53,8 @@ class Loop {
   /// Creates the loop with its backend. Throws weft::Error when neither backend can be set up (or the forced
   /// one cannot), naming the system error.
   explicit Loop(LoopOptions options = {});
-  /// Precondition: not running. Tasks spawned with spawn() that never ran are destroyed.
+  /// Precondition: not running. Tasks spawned with spawn() that never ran are started already cancelled and
+  /// run until they finish (each sees weft::Cancelled at its first await).
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;

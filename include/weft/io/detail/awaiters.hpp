@@ -117,6 +117,8 @@ class TimerAwaiter {
  private:
   static void on_fire(TimerNode* t) {
     auto* self = static_cast<TimerAwaiter*>(t->ctx);
+    // Unlink now: a stop request later in this turn, before the waiter runs, must not schedule it again.
+    if (self->stop_ != nullptr) self->stop_->remove(&self->hook_);
     self->core_->schedule(self->waiter_);
   }
   static void on_stop(StopHook* h) {
