@@ -24,10 +24,13 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$root/fuzz/corpus/http_request" "$work/corpus"
 
 echo "fuzzing the HTTP request parser for ${seconds} s"
+# The fuzzer's progress lines go to a log; its final statistics are printed, and the whole log on failure.
 status=0
 "$build/fuzz/http_request_fuzz" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-  -print_final_stats=1 -artifact_prefix="$build/" "$work/corpus" || status=$?
+  -print_final_stats=1 -artifact_prefix="$build/" "$work/corpus" >"$work/log" 2>&1 || status=$?
+grep -E '^(Done [0-9]+ runs|stat::)' "$work/log" || true
 if [[ $status -ne 0 ]]; then
+  cat "$work/log" >&2
   echo "fuzz.sh: the fuzzer failed (status $status); inputs: $(ls "$build"/crash-* "$build"/leak-* \
     "$build"/timeout-* "$build"/oom-* 2>/dev/null | tr '\n' ' ')" >&2
   exit 1

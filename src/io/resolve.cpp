@@ -42,10 +42,7 @@ std::vector<Address> lookup(const std::string& host, std::uint16_t port) {
 
 Task<std::vector<Address>> resolve(std::string host, std::uint16_t port) {
   // Numeric literals need no lookup.
-  try {
-    co_return std::vector<Address>{Address::ip(host, port)};
-  } catch (const Error&) {
-  }
+  if (std::optional<Address> literal = Address::try_ip(host, port)) co_return std::vector<Address>{*literal};
   auto job = [host, port] { return lookup(host, port); };  // named: see the g++ 12 hazard in task.hpp
   Future<std::vector<Address>> found = resolver_pool().submit(std::move(job));
   co_return co_await std::move(found);

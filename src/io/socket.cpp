@@ -37,10 +37,10 @@ void set_int_option(int fd, int level, int name, int value, const char* what) {
 
 Address::Address() noexcept : storage_{}, len_(0) {}
 
-Address Address::ip(std::string_view literal, std::uint16_t port) {
+std::optional<Address> Address::try_ip(std::string_view literal, std::uint16_t port) {
   Address a;
-  std::string s(literal);
-  if (!s.empty() && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
+  if (literal.size() >= 2 && literal.front() == '[' && literal.back() == ']') literal = literal.substr(1, literal.size() - 2);
+  const std::string s(literal);  // inet_pton wants a terminated string
   auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
   if (::inet_pton(AF_INET, s.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
@@ -56,6 +56,11 @@ Address Address::ip(std::string_view literal, std::uint16_t port) {
     a.len_ = sizeof(sockaddr_in6);
     return a;
   }
+  return std::nullopt;
+}
+
+Address Address::ip(std::string_view literal, std::uint16_t port) {
+  if (std::optional<Address> a = try_ip(literal, port)) return *a;
   throw Error("weft::io::Address::ip: not a numeric IPv4 or IPv6 address: '" + std::string(literal) + "'");
 }
 
@@ -96,7 +101,9 @@ std::string Address::to_string() const {
   }
   if (family() == AF_INET6) {
     ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf, sizeof buf);
-    return "[" + std::string(buf) + "]:" + std::to_string(port());
+    std::string out = "[";
+    out.append(buf).append("]:").append(std::to_string(port()));
+    return out;
   }
   if (family() == AF_UNIX) {
     const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);

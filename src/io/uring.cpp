@@ -12,16 +12,20 @@
 // (with -ECANCELED, or with its real result if it won the race) and only that completion resumes the waiter, so
 // the op's memory stays valid until then. Closing a descriptor submits a cancel-by-descriptor for everything
 // pending on it *before* close(): once the number is closed the kernel could no longer find those requests, and
-// they would keep the socket open.
+// they would keep the socket open. The backend counts the entries in flight per attached descriptor, so closing
+// one with nothing pending (the common case) costs no system call.
 #include <liburing.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <memory>
+#include <vector>
 #include <poll.h>
 
 #include "loop_core.hpp"
@@ -66,6 +70,10 @@ class UringBackend final : public BackendOps {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) return false;
     if (!setup_buffers()) return false;
+    rlimit lim{};
+    std::size_t fds = 1024;
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = lim.rlim_cur;
+    in_flight_.reserve(std::min<std::size_t>(fds, std::size_t{1} << 20));
     arm_wake();
     return true;
   }
@@ -131,10 +139,16 @@ class UringBackend final : public BackendOps {
     io_uring_sqe_set_data64(e, kIgnore);
   }
 
-  void attach_fd(int) override {}
+  // Every op's descriptor is attached (FdHandle) before its first entry, and the table only grows, so each
+  // entry's count and its completion's discount land on the same slot. Not reset here: entries of an earlier
+  // descriptor with this number may still be in flight, and they count until their completions arrive.
+  void attach_fd(int fd) override {
+    if (static_cast<std::size_t>(fd) >= in_flight_.size()) in_flight_.resize(static_cast<std::size_t>(fd) + 1);
+  }
 
   void detach_fd(int fd) noexcept override {
     if (disabled_) return;  // nothing can be pending on a ring that never ran
+    if (const std::uint32_t* n = in_flight(fd); n != nullptr && *n == 0) return;  // nothing pending on it
     io_uring_sqe* e = get_sqe();
     io_uring_prep_cancel_fd(e, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(e, kIgnore);
@@ -190,9 +204,16 @@ class UringBackend final : public BackendOps {
     return e;
   }
 
+  std::uint32_t* in_flight(int fd) noexcept {
+    return fd >= 0 && static_cast<std::size_t>(fd) < in_flight_.size() ? &in_flight_[static_cast<std::size_t>(fd)]
+                                                                         : nullptr;
+  }
+
+  // An entry for op; counted in flight on op's descriptor until its completion arrives.
   io_uring_sqe* sqe(IoOp& op) noexcept {
     io_uring_sqe* e = get_sqe();
     io_uring_sqe_set_data(e, &op);
+    if (std::uint32_t* n = in_flight(op.fd)) ++*n;
     return e;
   }
 
@@ -250,6 +271,9 @@ class UringBackend final : public BackendOps {
       return;
     }
     IoOp& op = *reinterpret_cast<IoOp*>(data);
+    // (The count is by number: an op of a descriptor closed and reused meanwhile still counts under it, which
+    // only costs that number's next close a cancel it did not need.)
+    if (std::uint32_t* n = in_flight(op.fd); n != nullptr && *n > 0) --*n;
     if (op.kind == OpKind::recv_pooled) {
       if (res == -ENOBUFS && op.state == OpState::pending) {  // pool empty: a one-off buffer for this read
         loop_.note_buffer_taken(false);
@@ -281,6 +305,7 @@ class UringBackend final : public BackendOps {
   std::uint64_t wake_value_ = 0;
   io_uring_buf_ring* buf_ring_ = nullptr;
   std::size_t ring_bytes_ = 0;
+  std::vector<std::uint32_t> in_flight_;  // entries in flight per attached descriptor (index: fd)
 };
 
 }  // namespace

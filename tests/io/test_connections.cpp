@@ -116,7 +116,7 @@ TEST_P(IoConnections, CancellingAServerGroupClosesEveryConnection) {
       for (int i = 0; i < count; ++i) clients.push_back(co_await io::Stream::connect(listener.local_address()));
       bool all_waiting = co_await yield_until([&] { return w == count; }, 100'000);
       EXPECT_TRUE(all_waiting);
-      co_await io::sleep(1ms);  // every handler's read is in the kernel
+      co_await io::sleep(0ms);  // one more turn: the loop submits what the waiters asked for
       server->cancel();
     });
     EXPECT_EQ(c, count) << "not every pending read was cancelled";
@@ -162,7 +162,7 @@ TEST_P(IoConnections, SpawnedServerIsShutDownWhenRunEnds) {
           for (int i = 0; i < count; ++i) cl.push_back(co_await io::Stream::connect(at));
           bool all_waiting = co_await yield_until([&] { return w == count; }, 100'000);
           EXPECT_TRUE(all_waiting);
-          co_await io::sleep(1ms);
+          co_await io::sleep(0ms);  // one more turn: the loop submits what the waiters asked for
           // Returning ends run(): the server (in accept) and its connections (in reads) are cancelled.
         }(n, clients, waiting, cancelled),
         kScenarioLimit));

@@ -78,7 +78,7 @@ TEST_P(Serve, IdleConnectionsAreClosedAfterTheTimeout) {
   run([](io::ServeStats& st) -> io::Task<void> {
     io::Listener l = loopback_listener();
     co_await io::task_group([&](io::TaskGroup& g) -> io::Task<void> {
-      g.spawn(io::serve(l, echo_handler, io::ServeOptions{.idle_timeout = 40ms}, &st));
+      g.spawn(io::serve(l, echo_handler, io::ServeOptions{.idle_timeout = 200ms}, &st));
       io::Stream quiet = co_await io::Stream::connect(l.local_address());
       io::Stream busy = co_await io::Stream::connect(l.local_address());
       co_await busy.write_all(std::string_view("ping"));

@@ -13,6 +13,7 @@
 #include "io_test_support.hpp"
 #include "weft/core/future.hpp"
 #include "weft/io/future.hpp"
+#include "weft/io/sync.hpp"
 
 namespace {
 
@@ -46,21 +47,29 @@ TEST_P(IoTaskGroup, ChildrenRunConcurrently) {
   EXPECT_EQ(done, 2);
 }
 
-TEST_P(IoTaskGroup, SleepingChildrenOverlap) {
-  // 20 children sleep 100 ms each: concurrently that takes ~100 ms, one after the other 2 s.
-  auto start = std::chrono::steady_clock::now();
+TEST_P(IoTaskGroup, WaitingChildrenOverlap) {
+  // 20 children each wait (a sleep, then an event that is set only once all 20 are in their sleeps): they can
+  // only finish if every one of them waits at the same time.
   int done = 0;
-  run([](int& d) -> io::Task<void> {
+  int max_sleeping = 0;
+  run([](int& d, int& most) -> io::Task<void> {
+    io::Event all_in;
+    int sleeping = 0;
     co_await io::task_group([&](io::TaskGroup& g) -> io::Task<void> {
-      for (int i = 0; i < 20; ++i) g.spawn([](int& n) -> io::Task<void> {
-          co_await io::sleep(100ms);
+      for (int i = 0; i < 20; ++i) g.spawn([](int& n, int& now, int& peak, io::Event& ev) -> io::Task<void> {
+          ++now;
+          peak = std::max(peak, now);
+          co_await io::sleep(1ms);
+          co_await ev.wait();
+          --now;
           ++n;
-        }(d));
-      co_return;
+        }(d, sleeping, most, all_in));
+      EXPECT_TRUE(co_await yield_until([&] { return sleeping == 20; }));
+      all_in.set();
     });
-  }(done));
+  }(done, max_sleeping));
   EXPECT_EQ(done, 20);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+  EXPECT_EQ(max_sleeping, 20);
 }
 
 struct ChildLog {

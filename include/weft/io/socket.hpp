@@ -54,6 +54,8 @@ class Address {
   /// Parses a numeric IPv4 or IPv6 literal ("127.0.0.1", "::1"). Throws weft::Error on anything else (use
   /// resolve() for names).
   static Address ip(std::string_view literal, std::uint16_t port);
+  /// Like ip(), but std::nullopt instead of throwing when `literal` is not a numeric address.
+  static std::optional<Address> try_ip(std::string_view literal, std::uint16_t port);
   /// 127.0.0.1:port.
   static Address loopback(std::uint16_t port = 0);
   /// A Unix-domain socket path (throws weft::Error when longer than sun_path allows). A leading '@' means the

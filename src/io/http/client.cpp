@@ -11,8 +11,12 @@
 namespace weft::io::http {
 
 std::string Url::authority() const {
-  std::string a = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  if (port != 80) a += ":" + std::to_string(port);
+  const bool v6 = host.find(':') != std::string::npos;
+  std::string a;
+  if (v6) a += '[';
+  a += host;
+  if (v6) a += ']';
+  if (port != 80) a.append(":").append(std::to_string(port));
   return a;
 }
 
