@@ -12,12 +12,11 @@
 // looked up again after every resume, never held across one.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <poll.h>
@@ -50,10 +49,7 @@ class EpollBackend final : public BackendOps {
     ev.data.u64 = kWakeTag;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
     free_.reserve(arena.count());
-    rlimit lim{};
-    std::size_t fds = 1024;
-    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = lim.rlim_cur;
-    slots_.reserve(std::min<std::size_t>(fds, std::size_t{1} << 20));
+    slots_.reserve(descriptor_table_capacity());
     drained_.reserve(slots_.capacity());
     for (std::uint32_t i = arena.count(); i > 0; --i) free_.push_back(static_cast<std::uint16_t>(i - 1));
   }

@@ -18,7 +18,9 @@
 //     after the loop took the inbox sees false (the store precedes it in signalled_'s modification order,
 //     through the mutex) and wakes the loop again; a post that lands before is taken now. No post is missed.
 #include <sys/mman.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -78,6 +80,15 @@ class BufferArena {
 
 /// The buffer_id of a recv_pooled op whose data is in a one-off heap buffer (op.buf) because the pool was empty.
 inline constexpr std::uint16_t kHeapBuffer = 0xFFFF;
+
+/// Capacity to reserve for a backend's per-descriptor tables (indexed by fd): the soft RLIMIT_NOFILE, at most
+/// 2^20. Reserved, not touched: a table's memory is used only as far as the highest descriptor attached.
+inline std::size_t descriptor_table_capacity() noexcept {
+  rlimit lim{};
+  std::size_t fds = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = lim.rlim_cur;
+  return std::min<std::size_t>(fds, std::size_t{1} << 20);
+}
 
 std::unique_ptr<BackendOps> make_uring_backend(LoopImpl& loop, BufferArena& arena, unsigned depth);  // null: unavailable
 std::unique_ptr<BackendOps> make_epoll_backend(LoopImpl& loop, BufferArena& arena, unsigned depth);

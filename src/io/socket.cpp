@@ -39,7 +39,8 @@ Address::Address() noexcept : storage_{}, len_(0) {}
 
 std::optional<Address> Address::try_ip(std::string_view literal, std::uint16_t port) {
   Address a;
-  if (literal.size() >= 2 && literal.front() == '[' && literal.back() == ']') literal = literal.substr(1, literal.size() - 2);
+  if (literal.size() >= 2 && literal.front() == '[' && literal.back() == ']')
+    literal = literal.substr(1, literal.size() - 2);
   const std::string s(literal);  // inet_pton wants a terminated string
   auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
   if (::inet_pton(AF_INET, s.c_str(), &v4->sin_addr) == 1) {

@@ -16,14 +16,12 @@
 // one with nothing pending (the common case) costs no system call.
 #include <liburing.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <memory>
 #include <vector>
 #include <poll.h>
@@ -70,10 +68,7 @@ class UringBackend final : public BackendOps {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) return false;
     if (!setup_buffers()) return false;
-    rlimit lim{};
-    std::size_t fds = 1024;
-    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) fds = lim.rlim_cur;
-    in_flight_.reserve(std::min<std::size_t>(fds, std::size_t{1} << 20));
+    in_flight_.reserve(descriptor_table_capacity());
     arm_wake();
     return true;
   }

@@ -48,8 +48,8 @@ TEST_P(IoTaskGroup, ChildrenRunConcurrently) {
 }
 
 TEST_P(IoTaskGroup, WaitingChildrenOverlap) {
-  // 20 children each wait (a sleep, then an event that is set only once all 20 are in their sleeps): they can
-  // only finish if every one of them waits at the same time.
+  // 20 children each sleep, then wait for an event that is set only once all 20 have started: they can only
+  // finish if every one of them is waiting at the same time.
   int done = 0;
   int max_sleeping = 0;
   run([](int& d, int& most) -> io::Task<void> {
