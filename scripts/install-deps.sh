@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # io/: io_uring and the HTTP request parser
   liburing-dev libhttp-parser-dev
+  # process/: msgpack for what crosses a process boundary (header-only; used without Boost)
+  libmsgpack-cxx-dev
   # command-line tool
   libcli11-dev libfmt-dev
   # comparisons in bench/ only

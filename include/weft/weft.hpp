@@ -8,6 +8,7 @@
 #include "weft/core/when.hpp"
 #include "weft/io.hpp"
 #include "weft/parallel.hpp"
+#include "weft/process.hpp"
 #include "weft/sync/channel.hpp"
 #include "weft/sync/event_count.hpp"
 #include "weft/thread/thread.hpp"

@@ -14,8 +14,9 @@ static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
                   std::atomic<std::uint32_t>::is_always_lock_free,
               "futex needs a plain 32-bit atomic word");
 
-bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                const std::chrono::steady_clock::time_point* deadline) noexcept {
+namespace {
+bool wait_op(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+             const std::chrono::steady_clock::time_point* deadline, int op) noexcept {
   timespec ts{};
   timespec* tsp = nullptr;
   if (deadline != nullptr) {
@@ -27,14 +28,30 @@ bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
     tsp = &ts;
     if (std::chrono::steady_clock::now() >= *deadline) return false;
   }
-  long rc = syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_BITSET_PRIVATE, expected,
+  long rc = syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op, expected,
                     tsp, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (rc == -1 && errno == ETIMEDOUT) return false;
   return true;  // woken, value changed (EAGAIN) or interrupted (EINTR): the caller re-checks
 }
 
+}  // namespace
+
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                const std::chrono::steady_clock::time_point* deadline) noexcept {
+  return wait_op(word, expected, deadline, FUTEX_WAIT_BITSET_PRIVATE);
+}
+
+bool futex_wait_shared(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                       const std::chrono::steady_clock::time_point* deadline) noexcept {
+  return wait_op(word, expected, deadline, FUTEX_WAIT_BITSET);
+}
+
 void futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
+}
+
+void futex_wake_shared(std::atomic<std::uint32_t>& word, int count) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
 }  // namespace weft::detail

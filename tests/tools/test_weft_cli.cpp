@@ -145,7 +145,11 @@ TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
   EXPECT_TRUE(contains(r.output, "fib(27) = 196418")) << r.output;
   EXPECT_TRUE(contains(r.output, "sort 300000 keys (fork/join)")) << r.output;
   // The async I/O section: 60 slow pages fetched from the demo's own HTTP server, sequentially and 20 at once.
-  EXPECT_TRUE(contains(r.output, "[7/9] async I/O")) << r.output;
+  EXPECT_TRUE(contains(r.output, "[7/10] async I/O")) << r.output;
+  // The multiprocessing section: the same chunks on a ProcessPool, with the same count.
+  EXPECT_TRUE(contains(r.output, "[8/10] multiprocessing")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the process pool agrees with the thread pool and the sequential count")) << r.output;
+  EXPECT_TRUE(contains(r.output, "(processes)")) << r.output;
   EXPECT_TRUE(contains(r.output, "the server saw at most 20 requests at once")) << r.output;
   EXPECT_TRUE(contains(r.output, "the same both ways: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "60 slow pages over HTTP (async, 20 at once)")) << r.output;

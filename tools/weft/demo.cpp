@@ -12,8 +12,11 @@
 //   6. fork/join recursion: fib(n) with a join per call (above a cutoff) against plain recursion.
 //   7. async I/O:  one event loop serves slow pages over HTTP and fetches them, one at a time and then many at
 //                  once under a Semaphore (the I/O-bound case: the waits overlap on one thread).
-//   8. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
-//   9. summary:    wall time and speedup of sections 1, 2, 5, 6 and 7, and the thread pool's counters.
+//   8. processes:  the chunks of section 1 as tasks of a ProcessPool (worker processes from the fork server,
+//                  base primes computed once per worker by its initializer): same count, speedup against the
+//                  ThreadPool and one thread.
+//   9. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
+//  10. summary:    wall time and speedup of sections 1, 2, 5, 6, 7 and 8, and the thread pool's counters.
 #include "demo.hpp"
 #include "demo_async.hpp"
 
@@ -33,11 +36,13 @@
 
 #include "weft/core/future.hpp"
 #include "weft/core/when.hpp"
+#include "weft/process/process.hpp"
 #include "weft/sync/channel.hpp"
 #include "weft/thread/thread_pool.hpp"
 #include "weft/trace/trace.hpp"
 
 #include "demo_fork_join.hpp"
+#include "demo_process.hpp"
 #include "primes.hpp"
 #include "progress.hpp"
 #include "table.hpp"
@@ -209,6 +214,8 @@ int run_demo(const DemoOptions& options) {
                options.limit, options.chunk, kMaxTasks);
     return 2;
   }
+  // Before any thread exists: section 8's worker processes are forked from this clean single-threaded copy.
+  process::start_fork_server();
   bool ok = true;
   Workload w{options.limit, options.chunk, base_primes(options.limit)};
   const Progress::Style style = Progress::style_for(stderr, options.quiet);
@@ -219,7 +226,7 @@ int run_demo(const DemoOptions& options) {
   fmt::print("           on a ThreadPool of {} threads ({} CPUs online)\n\n", threads,
              std::thread::hardware_concurrency());
 
-  fmt::print("[1/9] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
+  fmt::print("[1/10] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
   trace::clear();
   trace::enable();
   const RunResult parallel = count_on_pool(pool, w, style);
@@ -227,7 +234,7 @@ int run_demo(const DemoOptions& options) {
   trace::disable();
   fmt::print("  primes below {}: {}  ({:.3f} s)\n\n", w.limit, parallel.primes, parallel.seconds);
 
-  fmt::print("[2/9] sequential: the same chunks on one thread\n");
+  fmt::print("[2/10] sequential: the same chunks on one thread\n");
   const RunResult sequential = count_sequentially(w, style);
   const double speedup = parallel.seconds > 0 ? sequential.seconds / parallel.seconds : 0;
   fmt::print("  primes below {}: {}  ({:.3f} s)\n", w.limit, sequential.primes, sequential.seconds);
@@ -244,42 +251,54 @@ int run_demo(const DemoOptions& options) {
   }
   fmt::print("  speedup: {:.2f}x on {} threads\n\n", speedup, threads);
 
-  fmt::print("[3/9] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
+  fmt::print("[3/10] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
   ok = futures_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[4/9] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
+  fmt::print("[4/10] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
   ok = channel_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[5/9] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
+  fmt::print("[5/10] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
   const ForkJoinResult sorted = fork_join_sort(options.sort_size, options.threads);
   ok = sorted.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[6/9] fork/join: a recursive computation, one join per call\n");
+  fmt::print("[6/10] fork/join: a recursive computation, one join per call\n");
   const ForkJoinResult fib = fork_join_fib(options.fib, kFibCutoff, options.threads);
   ok = fib.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[7/9] async I/O: fetch slow pages from a local HTTP server on one thread's event loop\n");
+  fmt::print("[7/10] async I/O: fetch slow pages from a local HTTP server on one thread's event loop\n");
   const AsyncFetchResult fetched =
       async_fetch(options.pages, std::chrono::milliseconds(options.page_latency_ms), options.concurrency);
   ok = fetched.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[8/9] trace of the thread-pool run\n");
+  fmt::print("[8/10] multiprocessing: the same chunks on a ProcessPool of worker processes\n");
+  const ProcessDemoResult processes =
+      process_primes(w.limit, w.chunk, options.threads, sequential.primes, options.quiet);
+  ok = processes.ok && ok;
+  fmt::print("  speedup: {:.2f}x over one thread, {:.2f}x the thread pool's time\n\n",
+             processes.seconds > 0 ? sequential.seconds / processes.seconds : 0,
+             processes.seconds > 0 ? parallel.seconds / processes.seconds : 0);
+
+  fmt::print("[9/10] trace of the thread-pool run\n");
   trace_section(options.trace_path);
   fmt::print("\n");
 
   pool.shutdown();  // joins the workers, so the counters below are final
   const ThreadPoolStats stats = pool.stats();
-  fmt::print("[9/9] summary\n");
+  fmt::print("[10/10] summary\n");
   Table table({"workload", "threads", "wall time", "tasks", "tasks/s", "speedup"});
   const std::string workload = fmt::format("primes below {}", w.limit);
   table.add_row({workload + " (pool)", std::to_string(threads), fmt::format("{:.3f} s", parallel.seconds),
                  std::to_string(parallel.tasks), rate(parallel.tasks, parallel.seconds),
                  fmt::format("{:.2f}x", speedup)});
+  table.add_row({workload + " (processes)", std::to_string(processes.workers),
+                 fmt::format("{:.3f} s", processes.seconds), std::to_string(processes.tasks),
+                 rate(processes.tasks, processes.seconds),
+                 fmt::format("{:.2f}x", processes.seconds > 0 ? sequential.seconds / processes.seconds : 0)});
   table.add_row({workload + " (sequential)", "1", fmt::format("{:.3f} s", sequential.seconds),
                  std::to_string(sequential.tasks), rate(sequential.tasks, sequential.seconds), "1.00x"});
   for (const ForkJoinResult* f : {&sorted, &fib}) {

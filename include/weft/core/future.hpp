@@ -144,6 +144,12 @@ class Promise {
 
   bool valid() const noexcept { return state_ != nullptr; }
 
+  /// For executors: waiters of this promise's future that have no WaitHook call `helper` instead of sleeping
+  /// at once (see weft/core/detail/wait_hook.hpp for the lifetime rule). Call before handing out the future.
+  void set_wait_helper(detail::WaitHelper* helper) noexcept {
+    if (state_ != nullptr) state_->set_helper(helper);
+  }
+
  private:
   detail::SharedState<T>* checked() const {
     if (state_ == nullptr) throw FutureError("weft: use of an empty promise");

@@ -90,6 +90,9 @@ class StateBase {
   /// Blocks until ready (helping through the thread's WaitHook when there is one). Returns ready().
   bool wait_until(const Deadline* deadline) {
     if (ready()) return true;
+    // A helper does its own spinning (and useful work meanwhile); a thread with a WaitHook keeps using it.
+    WaitHelper* helper = helper_.load(std::memory_order_acquire);
+    if (helper != nullptr && current_wait_hook() == nullptr) return helper->help(*this, deadline);
     for (int i = 0; i < kSpinRounds; ++i) {
       cpu_relax();
       if (ready()) return true;
@@ -97,6 +100,10 @@ class StateBase {
     if (WaitHook* hook = current_wait_hook()) return hook->wait(*this, deadline);
     return block_until(deadline);
   }
+
+  /// Names the helper a waiter without a WaitHook calls (see WaitHelper). Set by the producer before it
+  /// hands out the future; the release pairs with the waiter's acquire.
+  void set_helper(WaitHelper* helper) noexcept { helper_.store(helper, std::memory_order_release); }
 
   /// Blocks the thread on the futex until ready or the deadline; never helps. Returns ready().
   bool block_until(const Deadline* deadline) noexcept {
@@ -217,6 +224,7 @@ class StateBase {
 
   std::atomic<std::uint32_t> state_{kPending};
   std::atomic<std::uint32_t> refs_{2};
+  std::atomic<WaitHelper*> helper_{nullptr};
   std::atomic<CallbackNode*> callbacks_{nullptr};
 };
 

@@ -22,6 +22,21 @@ class WaitHook {
   ~WaitHook() = default;
 };
 
+/// Lets a producer make its futures' waiters useful: a state with a helper, waited on by a thread without a
+/// WaitHook, calls helper->help() instead of spinning and sleeping itself. A ProcessPool's helper
+/// makes the waiting thread collect the pool's results itself (one hand-off less than waking a collector
+/// thread that then wakes the waiter).
+/// Lifetime: a helper must stay callable for as long as any state that names it may be waited on — helpers
+/// are never destroyed, only recycled — and help() must return at once when the state is already ready.
+class WaitHelper {
+ public:
+  /// Waits until `state.ready()` or `*deadline` passes (no deadline when null). Returns state.ready().
+  virtual bool help(StateBase& state, const std::chrono::steady_clock::time_point* deadline) = 0;
+
+ protected:
+  ~WaitHelper() = default;
+};
+
 /// The hook installed on the calling thread, or null.
 WaitHook* current_wait_hook() noexcept;
 
