@@ -7,13 +7,16 @@
     python3 scripts/bench.py --quick --output /tmp/RESULTS.md    # smoke run: small sizes, figures meaningless
     python3 scripts/bench.py --only fib,sum --output /tmp/RESULTS.md             # some benchmarks only
     python3 scripts/bench.py --only net --output /tmp/RESULTS.md    # network I/O: wrk, echo, idle connections
+    python3 scripts/bench.py --only process --output /tmp/RESULTS.md  # processes: against multiprocessing
 
 Runs bench_tasks (its --json output is the source of every figure in the task tables), bench_channel and
 bench_trace when their binaries exist, and the fork/join benchmarks bench_fib, bench_sort, bench_sum,
 bench_dgemm, bench_pipeline and bench_idle (each writes its samples with --json; see
 bench/harness/harness.hpp for the format), and the network benchmarks of bench/net (`net`: HTTP with wrk,
 echo and idle connections with bench/net's own clients, for weft's servers, Asio, libuv and asyncio; weft's
-servers are skipped with a note while they are not built). A Google Benchmark binary is run with
+servers are skipped with a note while they are not built), and the process benchmarks (`process`,
+scripts/bench_process.py: bench_process_weft against Debian's python3 multiprocessing, beside the raw baselines
+of bench_process_raw, all in the same run). A Google Benchmark binary is run with
 --benchmark_out_format=json (5 repetitions, aggregates; 2 with --quick) and tabulated, its console output included as
 well; any other binary's output is included verbatim. Any build or run
 failure stops the script with a non-zero exit status, and RESULTS.md is then left untouched: it is only
@@ -44,6 +47,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 REPRODUCE = "python3 scripts/bench.py"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_process  # noqa: E402  (scripts/bench_process.py: the process module's benchmarks)
+
 # (workload id, contender name, required ratio weft/contender, description)
 GOALS = [
     ("detached", "oneTBB", 1.0, "detached tasks: weft ≥ 1.0× oneTBB task_group"),
@@ -62,7 +68,8 @@ FORKJOIN = [
     ("bench_pipeline", "Pipeline", "bench/pipeline", ["--items", "200000"]),
     ("bench_idle", "Idle CPU of a fork/join pool", "bench/idle", []),  # --quick sets --idle-seconds
 ]
-ALL_BENCHMARKS = ["tasks", "channel", "trace"] + [b.removeprefix("bench_") for b, _, _, _ in FORKJOIN] + ["net"]
+ALL_BENCHMARKS = ["tasks", "channel", "trace"] + [b.removeprefix("bench_") for b, _, _, _ in FORKJOIN] + ["net",
+                                                                                                  "process"]
 
 # (benchmark, case, contender, required ratio weft/contender, description; {placeholders} from the program's
 # parameters). The ratio is the contender's median time over weft's (the headline row's), from the same run.
@@ -462,7 +469,8 @@ def extra_goals(others: dict) -> list[str]:
     return rows
 
 
-def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict, net: dict | None) -> list[str]:
+def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict, net: dict | None,
+                  process: tuple | None) -> list[str]:
     lines = ["## Goals", "",
              "Ratios are weft's speed over the contender's (medians of the same run); see the sections below.", "",
              "| goal | measured | result |", "|---|---:|---|"]
@@ -483,6 +491,8 @@ def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict,
     lines += extra_goals(others)
     lines += forkjoin_goals(forkjoin)
     lines += net_goals(net)
+    if process is not None:
+        lines += bench_process.goal_rows(*process)
     lines.append("")
     return lines
 
@@ -971,8 +981,8 @@ def net_goals(net: dict | None) -> list[str]:
     return rows
 
 
-def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net: dict | None, mach_before: dict,
-           mach_after: dict, build_type: str) -> str:
+def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net: dict | None,
+           process: tuple | None, mach_before: dict, mach_after: dict, build_type: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_b = ", ".join(f"{x:.2f}" for x in mach_before["load"])
     load_a = ", ".join(f"{x:.2f}" for x in mach_after["load"])
@@ -1005,7 +1015,7 @@ def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net
         more, ratios = tasks_section(data)
         task_lines += more
         task_lines += idle_section(data)
-    lines += goals_section(data, ratios, others, forkjoin, net)
+    lines += goals_section(data, ratios, others, forkjoin, net, process)
     lines += task_lines
     for name, result in others.items():
         if name == "bench_channel":
@@ -1025,6 +1035,8 @@ def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net
         load_note = f"The machine was quiet during this run (1-minute load average at most {busiest:.1f})."
     lines += forkjoin_section(forkjoin)
     lines += net_section(net, mach_before["cpus"], load_note)
+    if process is not None:
+        lines += bench_process.section(*process)
     if data is not None:
         lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"], load_note=load_note)]
     if forkjoin:
@@ -1118,9 +1130,16 @@ def main() -> int:
         if bench in selected:
             forkjoin[bench] = run_forkjoin(required(binary_name), args)
     net = run_net(build_dir, args, net_reps) if "net" in selected else None
+    process = None
+    if "process" in selected:
+        required("bench_process_weft")
+        try:
+            process = (bench_process.run(build_dir, args.quick), bench_process.run_weft(build_dir, args.quick))
+        except bench_process.ProcessBenchError as e:
+            raise BenchError(str(e)) from e
     mach_after = machine()
 
-    text = render(data, tasks_text, others, forkjoin, net, mach_before, mach_after, build_type)
+    text = render(data, tasks_text, others, forkjoin, net, process, mach_before, mach_after, build_type)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)

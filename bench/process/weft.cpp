@@ -9,7 +9,12 @@
 //               (after 50 ms without work: workers and collector asleep), p50
 //   queue_64    Queue, 64-byte messages from a child process: messages/s
 //   queue_1mib  Queue, 1 MiB messages from a child process: GB/s
+//               Both with this process on the first CPU of its affinity mask and the producer on the second,
+//               as bench_process_raw's baselines run ("pinned"); queue_64_unpinned is the 64-byte case with
+//               both wherever the scheduler puts them (spinning sides that land on one CPU measure the
+//               scheduler, and where a new process lands varies from run to run).
 //   idle_cpu    CPU time the pool's processes and this one use over 1 s of an idle pool: ms
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -61,7 +66,28 @@ std::uint64_t count_primes(std::uint64_t lo, std::uint64_t hi) {
   return c;
 }
 
-void produce(Queue q, std::uint64_t count, std::uint64_t size) {
+// The CPUs of this process's affinity mask, in order.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> out;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return out;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) out.push_back(c);
+  }
+  return out;
+}
+
+bool pin_to(int cpu) {
+  if (cpu < 0) return true;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+void produce(Queue q, std::uint64_t count, std::uint64_t size, int cpu) {
+  if (!pin_to(cpu)) std::exit(3);
   std::string m(size, 'm');
   for (std::uint64_t i = 0; i < count; ++i) q.put_bytes(m);
 }
@@ -183,26 +209,33 @@ int main(int argc, char** argv) {
   }
   pool.shutdown();
   const std::uint64_t small_count = quick ? 1'000'000 : 10'000'000, big_count = quick ? 500 : 4000;
-  for (auto [key, size, count] : {std::tuple{"queue_64", std::uint64_t{64}, small_count},
-                                  std::tuple{"queue_1mib", std::uint64_t{1} << 20, big_count}}) {
+  const std::vector<int> cpus = allowed_cpus();
+  const bool can_pin = cpus.size() >= 2;
+  cpu_set_t all;
+  if (sched_getaffinity(0, sizeof all, &all) != 0) return 1;
+  // One Queue case: `count` messages of `size` bytes from a producer process; the median rate of `rounds`.
+  auto queue_rate = [&](std::uint64_t size, std::uint64_t count, bool pinned) {
     std::vector<double> rates;
+    if (pinned && !pin_to(cpus[0])) std::exit(1);
     for (int r = 0; r < rounds; ++r) {
       Queue q(weft::process::QueueOptions{.capacity_bytes = std::max<std::size_t>(1 << 20, 4 * size)});
       std::string m;
-      weft::process::Process p(&produce, q, count, size);
+      weft::process::Process p(&produce, q, count, size, pinned ? cpus[1] : -1);
       q.get_bytes_into(m);  // the producer runs: start the clock
       const auto t0 = Clock::now();
       for (std::uint64_t i = 1; i < count; ++i) q.get_bytes_into(m);
       const double s = seconds_since(t0);
       p.join();
+      if (p.exitcode() != 0) std::exit(1);
       rates.push_back(size == 64 ? (count - 1) / s : (count - 1) * static_cast<double>(size) / s / 1e9);
     }
-    if (size == 64) {
-      std::printf("  \"%s\": {\"messages_per_s\": %.0f},\n", key, median(rates));
-    } else {
-      std::printf("  \"%s\": {\"gb_per_s\": %.3f}\n", key, median(rates));
-    }
-  }
+    if (sched_setaffinity(0, sizeof all, &all) != 0) std::exit(1);
+    return median(rates);
+  };
+  std::printf("  \"queue_pinned\": \"%s\",\n", can_pin ? (std::to_string(cpus[0]) + "," + std::to_string(cpus[1])).c_str() : "no");
+  std::printf("  \"queue_64\": {\"messages_per_s\": %.0f},\n", queue_rate(64, small_count, can_pin));
+  std::printf("  \"queue_64_unpinned\": {\"messages_per_s\": %.0f},\n", queue_rate(64, small_count, false));
+  std::printf("  \"queue_1mib\": {\"gb_per_s\": %.3f}\n", queue_rate(std::uint64_t{1} << 20, big_count, can_pin));
   std::printf("}\n");
   return 0;
 }

@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 
 #include "weft/core/errors.hpp"
 #include "weft/process/errors.hpp"
@@ -21,6 +20,16 @@ namespace weft::process::detail {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+
+// The header is little-endian whatever the host's byte order.
+void put_le(unsigned char* p, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+std::uint64_t get_le(const unsigned char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= std::uint64_t{p[i]} << (8 * i);
+  return v;
+}
 
 int poll_ms(const Clock::time_point* deadline) {
   if (deadline == nullptr) return -1;
@@ -152,11 +161,9 @@ void send_frame(int fd, std::uint32_t flags, std::string_view payload, std::size
                 const Clock::time_point* deadline) {
   if (payload.size() > limit) throw MessageTooLarge(payload.size(), limit);
   unsigned char header[kFrameHeader];
-  const std::uint32_t magic = kFrameMagic;
-  const std::uint64_t length = payload.size();
-  std::memcpy(header, &magic, 4);  // x86-64 and aarch64 Linux: little-endian
-  std::memcpy(header + 4, &flags, 4);
-  std::memcpy(header + 8, &length, 8);
+  put_le(header, kFrameMagic, 4);
+  put_le(header + 4, flags, 4);
+  put_le(header + 8, payload.size(), 8);
   iovec iov[2] = {{header, kFrameHeader}, {const_cast<char*>(payload.data()), payload.size()}};
   // A deadline that has already passed is a timeout only if the descriptor cannot take the frame now.
   if (deadline != nullptr && !wait_for(fd, POLLOUT, deadline)) {
@@ -176,12 +183,10 @@ bool recv_frame(int fd, std::size_t limit, const Clock::time_point* deadline, Fr
   bool started = false;
   const std::size_t got = read_all(fd, reinterpret_cast<char*>(header), kFrameHeader, deadline, &started);
   if (got == 0) return false;
-  if (got < kFrameHeader) throw ProtocolError("weft: the stream ended inside a message header");
-  std::uint32_t magic, flags;
-  std::uint64_t length;
-  std::memcpy(&magic, header, 4);
-  std::memcpy(&flags, header + 4, 4);
-  std::memcpy(&length, header + 8, 8);
+  if (got < kFrameHeader) throw ProtocolError("weft: truncated message: the stream ended inside its header");
+  const auto magic = static_cast<std::uint32_t>(get_le(header, 4));
+  const auto flags = static_cast<std::uint32_t>(get_le(header + 4, 4));
+  const std::uint64_t length = get_le(header + 8, 8);
   if (magic != kFrameMagic) throw ProtocolError("weft: the stream does not carry weft messages (bad header)");
   if (length > limit) {
     // Drop the payload in bounded pieces so the stream stays in step.
@@ -190,7 +195,7 @@ bool recv_frame(int fd, std::size_t limit, const Clock::time_point* deadline, Fr
     while (left > 0) {
       const std::size_t piece = static_cast<std::size_t>(std::min<std::uint64_t>(left, sizeof sink));
       if (read_all(fd, sink, piece, nullptr, &started) != piece) {
-        throw ProtocolError("weft: the stream ended inside an oversized message");
+        throw ProtocolError("weft: truncated message: the stream ended inside an oversized message");
       }
       left -= piece;
     }
@@ -199,9 +204,15 @@ bool recv_frame(int fd, std::size_t limit, const Clock::time_point* deadline, Fr
   out.flags = flags;
   out.payload.resize(static_cast<std::size_t>(length));
   if (read_all(fd, out.payload.data(), out.payload.size(), nullptr, &started) != out.payload.size()) {
-    throw ProtocolError("weft: the stream ended inside a message");
+    throw ProtocolError("weft: truncated message: the stream ended inside its payload");
   }
   return true;
+}
+
+std::optional<Frame> recv_frame(int fd, std::size_t limit, const Clock::time_point* deadline) {
+  Frame f;
+  if (!recv_frame(fd, limit, deadline, f)) return std::nullopt;
+  return f;
 }
 
 }  // namespace weft::process::detail

@@ -4,11 +4,13 @@
 #include <mqueue.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <stdexcept>
 
 #include "weft/core/errors.hpp"
+#include "weft/process/detail/framing.hpp"
 
 namespace weft::process {
 
@@ -31,21 +33,49 @@ std::string proc_value(const char* file) {
   return v.empty() ? "?" : v;
 }
 
-// mq_timedsend/receive take an absolute CLOCK_REALTIME time.
-timespec realtime_after(std::chrono::nanoseconds d) {
+using Clock = std::chrono::steady_clock;
+
+// mq_timedsend/receive take an absolute CLOCK_REALTIME time, which steps when the wall clock is set. Each try
+// waits at most kSlice towards the steady deadline: a step forward ends a try early (the caller tries again
+// while the steady deadline has not passed), a step backward lengthens the wait by at most kSlice.
+constexpr std::chrono::seconds kSlice{1};
+
+timespec realtime_for_next_try(Clock::time_point deadline) {
+  const auto left = std::max(Clock::duration::zero(), std::min<Clock::duration>(deadline - Clock::now(), kSlice));
   timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
-  const long long ns = now.tv_nsec + (d.count() > 0 ? d.count() : 0);
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  const long long ns = now.tv_nsec + std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   return timespec{now.tv_sec + static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
 }
 }  // namespace
 
 MessageQueue::MessageQueue(int mq, std::string name, bool owner) : mq_(mq), name_(std::move(name)), owner_(owner) {
   mq_attr a{};
-  if (::mq_getattr(mq_, &a) == 0) {
-    max_size_ = a.mq_msgsize;
-    max_messages_ = a.mq_maxmsg;
+  if (::mq_getattr(mq_, &a) != 0) {
+    const int e = errno;
+    reset();
+    throw_errno(e, "mq_getattr on '" + name_ + "'");
   }
+  max_size_ = a.mq_msgsize;
+  max_messages_ = a.mq_maxmsg;
+}
+
+void MessageQueue::reset() noexcept {
+  if (mq_ >= 0) ::mq_close(std::exchange(mq_, -1));
+  if (owner_) ::mq_unlink(name_.c_str());
+  owner_ = false;
+}
+
+MessageQueue& MessageQueue::operator=(MessageQueue&& o) noexcept {
+  if (this != &o) {
+    reset();
+    mq_ = std::exchange(o.mq_, -1);
+    name_ = std::move(o.name_);
+    owner_ = std::exchange(o.owner_, false);
+    max_size_ = o.max_size_;
+    max_messages_ = o.max_messages_;
+  }
+  return *this;
 }
 
 MessageQueue MessageQueue::create(std::string_view name, MessageQueueOptions o) {
@@ -61,10 +91,15 @@ MessageQueue MessageQueue::create(std::string_view name, MessageQueueOptions o) 
     const int e = errno;
     std::string why = "creating message queue '" + n + "'";
     if (e == EINVAL || e == EMFILE || e == ENOSPC || e == ENOMEM) {
-      why += " with " + std::to_string(o.max_messages) + " messages of " + std::to_string(o.max_message_size) +
-             " bytes (limits: /proc/sys/fs/mqueue/msg_max = " + proc_value("msg_max") +
-             ", msgsize_max = " + proc_value("msgsize_max") + ", queues_max = " + proc_value("queues_max") +
-             "; RLIMIT_MSGQUEUE bounds the bytes of all of a user's queues)";
+      // Name the setting most likely at fault first, then all of them.
+      const char* culprit = e == ENOSPC ? "queues_max (queues in the system)"
+                            : e == EMFILE || e == ENOMEM
+                                ? "RLIMIT_MSGQUEUE (bytes of all of this user's queues; see ulimit -q)"
+                                : "msg_max or msgsize_max (per queue)";
+      why += " with max_messages = " + std::to_string(o.max_messages) + " and max_message_size = " +
+             std::to_string(o.max_message_size) + ": over a kernel limit, probably " + culprit +
+             " (/proc/sys/fs/mqueue/msg_max = " + proc_value("msg_max") + ", /proc/sys/fs/mqueue/msgsize_max = " +
+             proc_value("msgsize_max") + ", /proc/sys/fs/mqueue/queues_max = " + proc_value("queues_max") + ")";
     }
     throw_errno(e, why);
   }
@@ -83,24 +118,27 @@ void MessageQueue::unlink(std::string_view name) {
   if (::mq_unlink(n.c_str()) != 0 && errno != ENOENT) throw_errno(errno, "removing message queue '" + n + "'");
 }
 
-MessageQueue::~MessageQueue() {
-  if (mq_ >= 0) ::mq_close(mq_);
-  if (owner_) ::mq_unlink(name_.c_str());
-}
+MessageQueue::~MessageQueue() { reset(); }
 
 void MessageQueue::send_bytes(std::string_view bytes, unsigned priority, std::optional<std::chrono::nanoseconds> timeout) {
-  if (static_cast<long>(bytes.size()) > max_size_) throw MessageTooLarge(bytes.size(), static_cast<std::size_t>(max_size_));
+  if (bytes.size() > static_cast<std::size_t>(max_size_)) {
+    throw MessageTooLarge(bytes.size(), static_cast<std::size_t>(max_size_));
+  }
+  const Clock::time_point deadline = timeout ? detail::deadline_after(*timeout) : Clock::time_point{};
   for (;;) {
     int rc;
     if (timeout) {
-      const timespec at = realtime_after(*timeout);
+      const timespec at = realtime_for_next_try(deadline);
       rc = ::mq_timedsend(mq_, bytes.data(), bytes.size(), priority, &at);
     } else {
       rc = ::mq_send(mq_, bytes.data(), bytes.size(), priority);
     }
     if (rc == 0) return;
     if (errno == EINTR) continue;
-    if (errno == ETIMEDOUT) throw weft::Timeout("weft: message queue '" + name_ + "' stayed full");
+    if (errno == ETIMEDOUT) {
+      if (Clock::now() < deadline) continue;  // a slice ended, or the wall clock stepped forward
+      throw weft::Timeout("weft: message queue '" + name_ + "' stayed full");
+    }
     throw_errno(errno, "sending on message queue '" + name_ + "'");
   }
 }
@@ -108,10 +146,11 @@ void MessageQueue::send_bytes(std::string_view bytes, unsigned priority, std::op
 Received MessageQueue::recv_bytes(std::optional<std::chrono::nanoseconds> timeout) {
   Received r;
   r.data.resize(static_cast<std::size_t>(max_size_));  // mq_receive needs room for the largest message
+  const Clock::time_point deadline = timeout ? detail::deadline_after(*timeout) : Clock::time_point{};
   for (;;) {
     ssize_t k;
     if (timeout) {
-      const timespec at = realtime_after(*timeout);
+      const timespec at = realtime_for_next_try(deadline);
       k = ::mq_timedreceive(mq_, r.data.data(), r.data.size(), &r.priority, &at);
     } else {
       k = ::mq_receive(mq_, r.data.data(), r.data.size(), &r.priority);
@@ -121,15 +160,18 @@ Received MessageQueue::recv_bytes(std::optional<std::chrono::nanoseconds> timeou
       return r;
     }
     if (errno == EINTR) continue;
-    if (errno == ETIMEDOUT) throw weft::Timeout("weft: message queue '" + name_ + "' stayed empty");
+    if (errno == ETIMEDOUT) {
+      if (Clock::now() < deadline) continue;  // a slice ended, or the wall clock stepped forward
+      throw weft::Timeout("weft: message queue '" + name_ + "' stayed empty");
+    }
     throw_errno(errno, "receiving on message queue '" + name_ + "'");
   }
 }
 
-long MessageQueue::size() const {
+MessageQueueAttributes MessageQueue::attributes() const {
   mq_attr a{};
   if (::mq_getattr(mq_, &a) != 0) throw_errno(errno, "mq_getattr on '" + name_ + "'");
-  return a.mq_curmsgs;
+  return MessageQueueAttributes{a.mq_maxmsg, a.mq_msgsize, a.mq_curmsgs};
 }
 
 }  // namespace weft::process

@@ -219,6 +219,12 @@ void PoolCore::enqueue(std::string message, std::unique_ptr<PendingResult> resul
       pending_.push_back(id);
       lock.unlock();
       wake();
+    } else if (it->second.timeout && cb_->collector_sleeping.load(std::memory_order_relaxed) != 0) {
+      // Handed straight to a worker: the collector, asleep with no deadline or a later one, must learn of
+      // this task's deadline. (It sets collector_sleeping before it takes mu_ to compute its sleep, so under
+      // mu_ here either it already counted this task or we see the flag.)
+      lock.unlock();
+      wake();
     }
   }
   complete(done);

@@ -124,6 +124,17 @@ TEST(ProcessPoolFailures, DefaultTimeoutAppliesToEveryTask) {
   EXPECT_EQ(pool.submit(&square, 6).get(), 36);
 }
 
+// A task handed straight to an idle worker while the collector thread sleeps (and the waiting thread
+// collects results itself) still times out: the collector is told of the new deadline.
+TEST(ProcessPoolFailures, TimedTasksSubmittedToAnIdlePoolTimeOut) {
+  ProcessPool pool(ProcessPoolOptions{.workers = 1});
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(pool.submit(&square, round).get(), round * round);
+    EXPECT_THROW(pool.submit(weft::process::SubmitOptions{.timeout = 50ms}, &hang).get(), weft::Timeout);
+  }
+  EXPECT_EQ(pool.stats().timeouts, 3u);
+}
+
 TEST(ProcessPoolFailures, OversizedArgumentsAndResultsAreClearErrors) {
   ProcessPool pool(ProcessPoolOptions{.workers = 1, .max_message = 1 << 16});
   EXPECT_THROW(pool.submit(&length, std::string(1 << 17, 'a')), weft::process::MessageTooLarge);
@@ -156,6 +167,7 @@ TEST(ProcessPoolFailures, ShutdownLeavesNoZombiesAndNoSharedMemory) {
   }
   for (int pid : pids) EXPECT_TRUE(gone(pid)) << "worker " << pid << " outlived its pool (or is a zombie)";
   EXPECT_EQ(shm_entries(), before);
+  EXPECT_TRUE(shm_entries(pids).empty()) << "a worker left a segment behind";
 }
 
 TEST(ProcessPoolFailures, DestroyingABusyPoolWaitsForItsTasks) {
