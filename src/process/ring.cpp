@@ -17,6 +17,19 @@ namespace {
 constexpr std::uint64_t kRingMagic = 0x57454654'52494e47ULL;  // "WEFTRING"
 using Clock = std::chrono::steady_clock;
 constexpr auto kSpinFor = std::chrono::microseconds(50);  // then sleep on the futex
+constexpr auto kSpinForAtMost = std::chrono::microseconds(1000);
+
+// How long to spin before sleeping when the other side has to copy `bytes` to let us go on: the base budget
+// plus that copy at 2 GB/s (a slow copy), at most kSpinForAtMost. A side that sleeps while its peer is
+// still copying makes the peer pay a wake-up (a system call, and the sleeper's CPU waking) per message,
+// which for large messages costs more than the spin.
+Clock::duration spin_for(std::size_t bytes) {
+  const auto copy = std::chrono::nanoseconds(static_cast<std::int64_t>(bytes / 2));
+  return std::min<Clock::duration>(kSpinFor + copy, kSpinForAtMost);
+}
+
+// The length of the last message this thread received: the size it will probably wait for next.
+thread_local std::size_t last_get_length = 0;
 constexpr std::size_t align64(std::size_t n) { return (n + 63) & ~std::size_t{63}; }
 
 // Protocol step 4 for either side: spin (yielding now and then), then sleep on `word`, announced in `waiting`,
@@ -24,8 +37,8 @@ constexpr std::size_t align64(std::size_t n) { return (n + 63) & ~std::size_t{63
 // announcement is withdrawn on every way out of an iteration.
 template <class Attempt>
 bool wait_until_done(Attempt attempt, std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& waiting,
-                     const Clock::time_point* deadline) {
-  const auto spin_until = Clock::now() + kSpinFor;
+                     const Clock::time_point* deadline, Clock::duration spin) {
+  const auto spin_until = Clock::now() + spin;
   for (std::uint32_t round = 0;; ++round) {
     if (attempt()) return true;
     if (round < 64 || Clock::now() < spin_until) {
@@ -119,9 +132,10 @@ Ring::Try Ring::try_put_once(std::string_view message, std::uint64_t k) {
   RingMeta& m = meta_[t & mask];
   m.length.store(static_cast<std::uint32_t>(message.size()), std::memory_order_relaxed);
   m.count.store(static_cast<std::uint32_t>(k), std::memory_order_relaxed);
-  // Publish the later slots first and the first slot last: a consumer claims a message only when its first
-  // slot is published, and then every slot of it is. Release: pairs with the consumer's acquire of turn.
-  for (std::uint64_t j = k; j-- > 0;) meta_[(t + j) & mask].turn.store(t + j + 1, std::memory_order_release);
+  // Publish the first slot only: consumers look at a message's first slot alone (head moves from message to
+  // message), and the other slots keep turn == their position until their consumer frees them. Release:
+  // pairs with the consumer's acquire of turn (the bytes, length and count).
+  m.turn.store(t + 1, std::memory_order_release);
   wake_consumers();
   return Try::done;
 }
@@ -201,11 +215,15 @@ bool Ring::try_get(std::string& out) {
 }
 
 bool Ring::put(std::string_view message, const Clock::time_point* deadline) {
-  return wait_until_done([&] { return try_put(message); }, h_->space, h_->producers_waiting, deadline);
+  return wait_until_done([&] { return try_put(message); }, h_->space, h_->producers_waiting, deadline,
+                         spin_for(message.size()));
 }
 
 bool Ring::get(std::string& out, const Clock::time_point* deadline) {
-  return wait_until_done([&] { return try_get(out); }, h_->items, h_->consumers_waiting, deadline);
+  const bool got = wait_until_done([&] { return try_get(out); }, h_->items, h_->consumers_waiting, deadline,
+                                   spin_for(last_get_length));
+  if (got) last_get_length = out.size();
+  return got;
 }
 
 void Ring::close() noexcept {

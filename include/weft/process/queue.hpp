@@ -7,8 +7,9 @@
 //
 // Messages are serialized values (put/get) or raw bytes (put_bytes/get_bytes), kept in a ring in an anonymous
 // shared-memory segment (memfd): a put is one copy into shared memory, a get one copy out; no pipe, no lock,
-// no system call while neither side has to sleep. A side that must wait spins for about 50 µs (waking a
-// sleeping process on another CPU costs tens of µs), then sleeps on a futex until woken or its timeout. The
+// no system call while neither side has to sleep. A side that must wait spins for about 50 µs, longer for large
+// messages (up to 1 ms for a peer copying megabytes; waking a sleeping process on another CPU costs tens of
+// µs), then sleeps on a futex until woken or its timeout. The
 // protocol is in weft/process/detail/ring.hpp.
 //
 // Limits: the queue holds capacity_bytes of messages, counted in 64-byte slots (a message of L bytes takes

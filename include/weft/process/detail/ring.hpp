@@ -9,21 +9,25 @@
 //
 // Protocol (tickets, after Vyukov's bounded MPMC queue, generalised to messages that span slots):
 //  1. Position p (a 64-bit ticket that never wraps) lives in slot p % N. Slot i starts with turn = i.
-//     turn == p       : the slot is free for the message at position p;
-//     turn == p + 1   : the message at p is published (its bytes and length are readable);
-//     consumed        : the consumer stores turn = p + N, freeing the slot for the next lap.
+//     turn == p       : the slot is free for the message at position p (or holds part of a message that
+//                       started at an earlier position: only a message's first slot is ever published);
+//     turn == p + 1   : the message that starts at p is published (its bytes, length and count are readable);
+//     consumed        : the consumer stores turn = p + N in every slot of the message, freeing them for the
+//                       next lap.
 //  2. put: a producer that needs k slots reads tail t and the consumers' head h; if t + k - h > N the ring is
 //     full. Consumers claim before they copy, so a slot below head may still be being read: the producer
 //     also checks turn == p for each slot of [t, t+k) (acquire) and otherwise treats the ring as full. A free
 //     slot stays free until its position is claimed, so after claiming [t, t+k) by CAS on tail it owns them
-//     without waiting. It copies the bytes, stores the first slot's length and count, and publishes every
-//     slot's turn = p + 1 (release; pairs with the consumer's acquire), the first slot last.
+//     without waiting. It copies the bytes, stores the first slot's length and count, and publishes the first
+//     slot's turn = p + 1 (release; pairs with the consumer's acquire). The other slots are not published:
+//     head moves from a message's first slot to the next message's, so no consumer looks at them.
 //  3. get: a consumer reads head h and the turn of slot h. turn == h + 1 means a message starts there and,
 //     the first slot being published last, is complete: it reads the message's count k and claims [h, h+k)
 //     by CAS on head. (If the CAS succeeds nobody else claimed h, so the count it read belongs to this
 //     message: slots are reused only after their consumer frees them.) It copies, then frees each slot
 //     (turn = p + N, release). Neither side ever waits for another mid-operation.
-//  4. Sleeping: a consumer that found the ring empty spins a while (50 µs, yielding now and then: on a
+//  4. Sleeping: a consumer that found the ring empty spins a while (50 µs plus the time its peer needs to
+//     copy a message of the size it waits for, at most 1 ms; yielding now and then: on a
 //     machine with more runnable threads than CPUs the producer may need this CPU), then increments
 //     consumers_waiting, re-checks, and futex-waits on items (process-shared futex). A producer, after
 //     publishing, issues a seq_cst fence and reads consumers_waiting; if nonzero it bumps items and wakes
