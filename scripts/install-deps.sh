@@ -15,6 +15,8 @@ packages=(
   liburing-dev libhttp-parser-dev
   # process/: msgpack for what crosses a process boundary (header-only; used without Boost)
   libmsgpack-cxx-dev
+  # tasks/: the embedded broker (SQLite) and Celery's JSON messages
+  libsqlite3-dev nlohmann-json3-dev
   # command-line tool
   libcli11-dev libfmt-dev
   # comparisons in bench/ only

@@ -10,6 +10,7 @@
 #include "weft/parallel.hpp"
 #include "weft/process.hpp"
 #include "weft/sync/channel.hpp"
+#include "weft/tasks.hpp"
 #include "weft/sync/event_count.hpp"
 #include "weft/thread/thread.hpp"
 #include "weft/thread/thread_pool.hpp"

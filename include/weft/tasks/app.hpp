@@ -1,0 +1,286 @@
+// weft/tasks/app.hpp — the task queue's client side: an App (broker + result backend + registry), typed tasks,
+// calls (in place, delay, apply_async, send_task) and AsyncResult.
+//
+//   int add(int a, int b) { return a + b; }
+//   weft::tasks::App app({.broker = "sqlite:///var/tmp/q.db", .backend = "sqlite:///var/tmp/q.db"});
+//   auto add_task = app.task<&add>("demo.add", {.max_retries = 5});
+//   int now = add_task(2, 3);                       // runs here
+//   weft::tasks::AsyncResult r = add_task.delay(2, 3);  // a worker runs it
+//   int five = r.get<int>(std::chrono::seconds(10));
+//
+// Arguments travel as JSON (Celery's default serializer) and are converted to the parameter types by the
+// worker; a mismatch fails the task with a TypeError-like RemoteError instead of crashing the worker. Any type
+// with nlohmann::json's to_json/from_json (NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE) can be an argument or result.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "weft/core/errors.hpp"
+#include "weft/tasks/backend.hpp"
+#include "weft/tasks/broker.hpp"
+#include "weft/tasks/message.hpp"
+
+namespace weft::tasks {
+
+/// Thrown inside a task to ask for it to run again later (Celery's self.retry()). With no delay, the
+/// task's retry policy decides. Counts against max_retries; past it the task fails with `reason`.
+class Retry : public weft::Error {
+ public:
+  explicit Retry(std::string reason = "retry requested", std::optional<std::chrono::milliseconds> delay = {})
+      : weft::Error("weft: " + reason), delay_(delay) {}
+  std::optional<std::chrono::milliseconds> delay() const noexcept { return delay_; }
+
+ private:
+  std::optional<std::chrono::milliseconds> delay_;
+};
+
+/// Arguments that do not fit the task's parameters (count or types). The task fails with it (type
+/// "TypeError"); it is never retried.
+class ArgumentError : public weft::Error {
+ public:
+  using weft::Error::Error;
+};
+
+/// Per-task options (Celery's task options).
+struct TaskOptions {
+  int max_retries = 3;                                  ///< retries after the first run; -1: no limit
+  std::chrono::milliseconds retry_delay{1000};          ///< the first retry's delay
+  double retry_backoff = 2.0;                           ///< each retry waits this many times longer (1: fixed)
+  std::chrono::milliseconds retry_backoff_max{600'000}; ///< the longest delay
+  bool retry_jitter = true;                             ///< a random delay in [delay/2, delay] instead of delay
+  /// Exceptions that retry the task automatically (others fail it). Null: none (only Retry retries).
+  std::function<bool(const std::exception&)> autoretry_for{};
+  bool acks_late = true;                          ///< acknowledge after the task ran (at-least-once)
+  std::optional<std::chrono::milliseconds> time_limit{};     ///< hard: the task's result is abandoned, FAILURE
+  std::optional<std::chrono::milliseconds> soft_time_limit{};  ///< recorded; the task can poll soft_time_limit_exceeded()
+  std::optional<double> rate_limit{};             ///< tasks per second per worker
+  bool ignore_result = false;                     ///< store no result (SUCCESS/FAILURE) for it
+  std::string queue = "celery";
+  int priority = 0;                               ///< 0-9, higher first
+};
+
+/// retry_on<A, B>(): an autoretry_for that matches exceptions of those types (or derived from them).
+template <class... E>
+std::function<bool(const std::exception&)> retry_on() {
+  return [](const std::exception& e) { return ((dynamic_cast<const E*>(&e) != nullptr) || ...); };
+}
+
+/// Options of one call (Celery's apply_async).
+struct CallOptions {
+  std::optional<std::chrono::milliseconds> countdown{};
+  std::optional<SysTime> eta{};
+  std::optional<std::chrono::milliseconds> expires_in{};
+  std::optional<SysTime> expires{};
+  std::optional<int> priority{};
+  std::optional<std::string> queue{};
+  std::optional<std::string> task_id{};
+  Json headers = Json::object();  ///< extra headers
+};
+
+class App;
+
+/// A handle on a task's state and result in the backend. Copyable; thread-safe (it holds only ids).
+class AsyncResult {
+ public:
+  AsyncResult(std::shared_ptr<ResultBackend> backend, std::string id) : backend_(std::move(backend)), id_(std::move(id)) {}
+
+  const std::string& id() const noexcept { return id_; }
+  /// The current state (PENDING when nothing is stored). Throws weft::Error (backend failure).
+  State state() const;
+  /// True once SUCCESS, FAILURE or REVOKED.
+  bool ready() const { return is_ready(state()); }
+  bool successful() const { return state() == State::success; }
+  bool failed() const { return state() == State::failure; }
+  /// The stored meta (nullopt: PENDING).
+  std::optional<ResultMeta> meta() const { return backend_->get(id_); }
+
+  /// Waits for the result (none: forever) and returns it as JSON. Throws weft::Timeout (not ready in time),
+  /// weft::RemoteError (FAILURE: the task's exception type, message and traceback), weft::Cancelled
+  /// (REVOKED).
+  Json get_json(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const;
+  /// The same, converted to T (nlohmann from_json). Throws ArgumentError if the result is not a T.
+  template <class T>
+  T get(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
+    Json j = get_json(timeout);
+    if constexpr (std::is_void_v<T>) {
+      return;
+    } else {
+      try {
+        return j.get<T>();
+      } catch (const Json::exception& e) {
+        throw ArgumentError("weft: the result of task " + id_ + " is not of the type asked for: " + e.what());
+      }
+    }
+  }
+  /// Deletes the stored result.
+  void forget() const { backend_->forget(id_); }
+
+  /// A weft::Future of the result: get() runs as a task of `executor` (any weft executor, e.g. a ThreadPool
+  /// kept for waiting), which it occupies while it waits. Throws what executor.submit throws.
+  template <class T, class Executor>
+  auto to_future(Executor& executor, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
+    return executor.submit([self = *this, timeout] { return self.get<T>(timeout); });
+  }
+
+ private:
+  std::shared_ptr<ResultBackend> backend_;
+  std::string id_;
+};
+
+namespace detail {
+// A registered task: converts JSON arguments to the parameters, calls, converts the result to JSON.
+struct TaskEntry {
+  std::string name;
+  TaskOptions options;
+  std::function<Json(const Json& args, const Json& kwargs)> invoke;
+};
+
+template <class T>
+using Decay = std::remove_cvref_t<T>;
+
+template <class T>
+Decay<T> convert_arg(const Json& args, std::size_t i, std::string_view task) {
+  try {
+    return args.at(i).get<Decay<T>>();
+  } catch (const Json::exception& e) {
+    throw ArgumentError(std::string(task) + "() argument " + std::to_string(i + 1) + ": cannot take " +
+                        args.at(i).dump().substr(0, 100) + " (" + e.what() + ")");
+  }
+}
+
+template <auto F, class R, class... A, std::size_t... I>
+Json invoke_json(const Json& args, const Json& kwargs, std::string_view name, std::index_sequence<I...>) {
+  if (!args.is_array() || args.size() != sizeof...(A)) {
+    throw ArgumentError(std::string(name) + "() takes " + std::to_string(sizeof...(A)) + " positional arguments but " +
+                        std::to_string(args.is_array() ? args.size() : 0) + " were given");
+  }
+  if (kwargs.is_object() && !kwargs.empty()) {
+    throw ArgumentError(std::string(name) + "() got keyword arguments (" + kwargs.dump().substr(0, 100) +
+                        "); C++ tasks take positional arguments only");
+  }
+  if constexpr (std::is_void_v<R>) {
+    F(convert_arg<A>(args, I, name)...);
+    return nullptr;
+  } else {
+    return Json(F(convert_arg<A>(args, I, name)...));
+  }
+}
+
+template <auto F>
+struct Signature;
+template <class R, class... A, R (*F)(A...)>
+struct Signature<F> {
+  using Result = R;
+  using Args = std::tuple<Decay<A>...>;
+  static Json invoke(const Json& args, const Json& kwargs, std::string_view name) {
+    return invoke_json<F, R, A...>(args, kwargs, name, std::index_sequence_for<A...>{});
+  }
+};
+}  // namespace detail
+
+/// Where an App's broker and results live.
+struct AppOptions {
+  std::string broker = "memory://";
+  std::string backend = "memory://";
+  std::string name = "weft";
+};
+
+/// A typed task handle returned by App::task. Copyable; thread-safe.
+template <auto F>
+class Task {
+ public:
+  using Result = typename detail::Signature<F>::Result;
+
+  /// Runs the function here, now (no broker, no result stored).
+  template <class... A>
+  Result operator()(A&&... a) const {
+    return F(std::forward<A>(a)...);
+  }
+  /// Sends a call with default options.
+  template <class... A>
+  AsyncResult delay(A&&... a) const;
+  /// Sends a call with options.
+  template <class... A>
+  AsyncResult apply_async(const CallOptions& options, A&&... a) const;
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  friend class App;
+  Task(App* app, std::string name) : app_(app), name_(std::move(name)) {}
+  App* app_;
+  std::string name_;
+};
+
+/// The task queue's entry point: broker, backend and the registry of tasks.
+/// Thread safety: register tasks before workers start; everything else may be called from any thread.
+class App {
+ public:
+  /// Connects to the broker and backend. Throws std::invalid_argument (bad URL), weft::Error.
+  explicit App(AppOptions options = {});
+
+  /// Registers F under `name`. Throws std::invalid_argument (empty name, or registered already).
+  template <auto F>
+  Task<F> task(std::string name, TaskOptions options = {}) {
+    add_entry(detail::TaskEntry{name, std::move(options), [n = name](const Json& args, const Json& kwargs) {
+                                  return detail::Signature<F>::invoke(args, kwargs, n);
+                                }});
+    return Task<F>(this, std::move(name));
+  }
+
+  /// Sends a call of the task registered (anywhere) under `name`, with JSON arguments. Throws
+  /// MessageTooLarge, weft::Error (broker failure).
+  AsyncResult send_task(const std::string& name, Json args = Json::array(), Json kwargs = Json::object(),
+                        const CallOptions& options = {});
+
+  /// The registered task `name`, or null.
+  const detail::TaskEntry* find(std::string_view name) const;
+  std::vector<std::string> registered() const;
+
+  Broker& broker() const noexcept { return *broker_; }
+  ResultBackend& backend() const noexcept { return *backend_; }
+  const std::shared_ptr<ResultBackend>& backend_ptr() const noexcept { return backend_; }
+  const AppOptions& options() const noexcept { return options_; }
+  /// A handle on any task id.
+  AsyncResult result(std::string id) const { return AsyncResult(backend_, std::move(id)); }
+
+ private:
+  void add_entry(detail::TaskEntry e);
+  AppOptions options_;
+  std::shared_ptr<Broker> broker_;
+  std::shared_ptr<ResultBackend> backend_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const detail::TaskEntry>> tasks_;
+};
+
+template <auto F>
+template <class... A>
+AsyncResult Task<F>::delay(A&&... a) const {
+  return apply_async(CallOptions{}, std::forward<A>(a)...);
+}
+
+template <auto F>
+template <class... A>
+AsyncResult Task<F>::apply_async(const CallOptions& options, A&&... a) const {
+  static_assert(std::is_invocable_v<decltype(F), A...>, "the arguments do not fit the task's parameters");
+  CallOptions o = options;
+  if (const auto* e = app_->find(name_)) {
+    if (!o.queue) o.queue = e->options.queue;
+    if (!o.priority) o.priority = e->options.priority;
+  }
+  return app_->send_task(name_, Json::array({Json(std::forward<A>(a))...}), Json::object(), o);
+}
+
+}  // namespace weft::tasks

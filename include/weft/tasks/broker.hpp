@@ -1,0 +1,80 @@
+// weft/tasks/broker.hpp — what carries task messages from clients to workers. Brokers are chosen by URL:
+//   memory://[name]           one process (a named in-process broker: every connect with the same name shares it)
+//   sqlite:///path/to/q.db    several processes on one machine, persistent, no server (the embedded default)
+//
+// Delivery is at-least-once, with leases:
+//  1. publish() stores an envelope on a queue, ready at once or at `not_before` (countdown/eta).
+//  2. reserve() hands the next ready message of the given queues (higher priority first, then oldest) to one
+//     caller under a lease: it stays in the broker, invisible to other reservers, until the lease ends.
+//  3. ack() removes it (the task finished: acks_late); release() makes it ready again (at once or later: a
+//     retry, or a prefetched task handed back at shutdown); renew() extends the lease of a running task, so
+//     that a slow task is not delivered twice.
+//  4. A lease that ends (the worker died or stopped renewing) makes the message ready again; its
+//     delivery_count grows, which the worker can see.
+// Waiting never busy-polls: reserve() sleeps until a message may be ready (a publish, a release, the next
+// not_before or lease end) or its deadline.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "weft/tasks/message.hpp"
+
+namespace weft::tasks {
+
+/// A reserved message.
+struct Delivery {
+  std::string tag;        ///< identifies this delivery (changes each time the message is delivered)
+  std::string envelope;   ///< as published
+  std::string queue;
+  int priority = 0;
+  int delivery_count = 1; ///< 1 the first time; more after leases ran out or releases
+};
+
+/// The broker interface. Implementations are thread-safe: any member from any thread at once.
+class Broker {
+ public:
+  virtual ~Broker() = default;
+
+  /// Stores `envelope` on `queue`. `priority` 0-9 (higher first; clamped). Throws MessageTooLarge
+  /// (above kMaxEnvelope), std::invalid_argument (empty queue name), std::system_error / weft::Error for
+  /// storage failures (nothing stored).
+  virtual void publish(std::string_view queue, std::string_view envelope, int priority,
+                       std::optional<SysTime> not_before) = 0;
+
+  /// The next ready message of `queues` under a lease of `lease`; waits until `deadline` (none: until one
+  /// comes or interrupt()). Returns nullopt on timeout or interrupt. Throws std::invalid_argument (no queues,
+  /// lease not above 0), weft::Error for storage failures.
+  virtual std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                          std::optional<std::chrono::steady_clock::time_point> deadline) = 0;
+
+  /// Removes a reserved message. False when its lease had already ended (it may have gone to another worker).
+  virtual bool ack(const Delivery& d) = 0;
+  /// Makes a reserved message ready again, at `not_before` (none: now). False when the lease had ended.
+  virtual bool release(const Delivery& d, std::optional<SysTime> not_before = std::nullopt) = 0;
+  /// Extends the lease to now + `lease`. False when it had already ended (then stop the task if possible:
+  /// another worker may run it).
+  virtual bool renew(const Delivery& d, std::chrono::milliseconds lease) = 0;
+
+  /// Removes every message of `queue` that is not reserved; returns how many.
+  virtual std::size_t purge(std::string_view queue) = 0;
+  /// Messages on `queue`: ready, scheduled and reserved.
+  virtual std::size_t size(std::string_view queue) = 0;
+
+  /// Makes every reserve() waiting in this process return nullopt now, and later ones return at once, until
+  /// resume(). For shutdown.
+  virtual void interrupt() = 0;
+  virtual void resume() = 0;
+};
+
+/// Connects to the broker named by `url` (see the top of this file). Throws std::invalid_argument (unknown
+/// scheme, malformed URL), weft::Error / std::system_error (cannot open it).
+std::shared_ptr<Broker> connect_broker(std::string_view url);
+
+}  // namespace weft::tasks

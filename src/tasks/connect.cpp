@@ -1,0 +1,44 @@
+// Brokers and result backends by URL.
+#include <stdexcept>
+#include <string>
+
+#include "memory.hpp"
+#include "sqlite_backend.hpp"
+#include "sqlite_broker.hpp"
+#include "weft/tasks/backend.hpp"
+#include "weft/tasks/broker.hpp"
+
+namespace weft::tasks {
+namespace {
+struct Url {
+  std::string scheme, rest;
+};
+Url split(std::string_view url) {
+  const auto at = url.find("://");
+  if (at == std::string_view::npos || at == 0) {
+    throw std::invalid_argument("weft: '" + std::string(url) + "' is not a URL (memory://name or sqlite:///path)");
+  }
+  return Url{std::string(url.substr(0, at)), std::string(url.substr(at + 3))};
+}
+// sqlite:///abs/path → "/abs/path"; sqlite://rel/path → "rel/path".
+std::string sqlite_path(const std::string& rest, std::string_view url) {
+  if (rest.empty()) throw std::invalid_argument("weft: '" + std::string(url) + "' names no database file");
+  return rest;
+}
+}  // namespace
+
+std::shared_ptr<Broker> connect_broker(std::string_view url) {
+  const Url u = split(url);
+  if (u.scheme == "memory") return detail::memory_broker(u.rest);
+  if (u.scheme == "sqlite") return detail::make_sqlite_broker(sqlite_path(u.rest, url));
+  throw std::invalid_argument("weft: no broker for '" + u.scheme + "://' (memory://, sqlite:///path)");
+}
+
+std::shared_ptr<ResultBackend> connect_backend(std::string_view url) {
+  const Url u = split(url);
+  if (u.scheme == "memory") return detail::memory_backend(u.rest);
+  if (u.scheme == "sqlite") return detail::make_sqlite_backend(sqlite_path(u.rest, url));
+  throw std::invalid_argument("weft: no result backend for '" + u.scheme + "://' (memory://, sqlite:///path)");
+}
+
+}  // namespace weft::tasks

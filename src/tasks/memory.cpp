@@ -1,0 +1,329 @@
+// memory:// — the broker and result backend of one process.
+//
+// Broker: one mutex guards everything; waiters sleep on one condition variable.
+//  1. A message is in exactly one of: ready_[queue] (ordered by priority, then publish order), scheduled_
+//     (by not_before, wall clock), leased_ (by delivery tag, with its lease end on the steady clock).
+//  2. reserve() first moves due scheduled messages and expired leases back to ready_ (an expired lease counts
+//     one more delivery), then takes the best ready message of its queues and leases it under a new tag.
+//     With nothing ready it sleeps until the earliest of: its deadline, the next not_before, the next lease
+//     end, a notify (publish, release, interrupt).
+//  3. ack/release/renew find the delivery by tag; a tag that is gone (its lease ended and the message was
+//     delivered again or is ready again) makes them return false.
+#include "memory.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace weft::tasks::detail {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+void check_queue(std::string_view q) {
+  if (q.empty()) throw std::invalid_argument("weft: an empty queue name");
+}
+
+// The broker's state, shared by every connection to the same name.
+class MemoryBrokerCore {
+ public:
+  void publish(std::string_view queue, std::string_view envelope, int priority,
+               std::optional<SysTime> not_before) {
+    check_queue(queue);
+    if (envelope.size() > kMaxEnvelope) {
+      throw MessageTooLarge("weft: message of " + std::to_string(envelope.size()) + " bytes above the limit of " +
+                            std::to_string(kMaxEnvelope));
+    }
+    {
+      std::lock_guard lock(mu_);
+      const std::uint64_t seq = ++seq_;
+      Msg& m = msgs_[seq];
+      m.queue = std::string(queue);
+      m.envelope = std::string(envelope);
+      m.priority = std::clamp(priority, 0, 9);
+      if (not_before && *not_before > std::chrono::system_clock::now()) {
+        scheduled_.emplace(*not_before, seq);
+      } else {
+        ready_[m.queue].insert({-m.priority, seq});
+      }
+    }
+    cv_.notify_all();
+  }
+
+  // `interrupted` and `interrupts` belong to the calling connection; guarded by mu_.
+  std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                  std::optional<Steady::time_point> deadline, const bool& interrupted,
+                                  const std::uint64_t& interrupts) {
+    if (queues.empty()) throw std::invalid_argument("weft: reserve from no queue");
+    if (lease.count() <= 0) throw std::invalid_argument("weft: a lease must be above 0");
+    for (const auto& q : queues) check_queue(q);
+    std::unique_lock lock(mu_);
+    const std::uint64_t generation = interrupts;
+    for (;;) {
+      if (interrupted || interrupts != generation) return std::nullopt;
+      const auto now_sys = std::chrono::system_clock::now();
+      const auto now = Steady::now();
+      promote_locked(now_sys, now);
+      // The best ready message of the given queues: highest priority, then oldest.
+      std::set<std::pair<int, std::uint64_t>>* best_set = nullptr;
+      for (const auto& q : queues) {
+        auto it = ready_.find(q);
+        if (it == ready_.end() || it->second.empty()) continue;
+        if (best_set == nullptr || *it->second.begin() < *best_set->begin()) best_set = &it->second;
+      }
+      if (best_set != nullptr) {
+        const std::uint64_t seq = best_set->begin()->second;
+        best_set->erase(best_set->begin());
+        Msg& m = msgs_[seq];
+        ++m.deliveries;
+        Delivery d{new_task_id(), m.envelope, m.queue, m.priority, m.deliveries};
+        m.tag = d.tag;
+        m.lease_until = now + lease;
+        leased_.emplace(d.tag, seq);
+        lease_ends_.emplace(m.lease_until, d.tag);
+        return d;
+      }
+      // Sleep until something may become ready by itself, a notify, or the deadline.
+      auto until = deadline.value_or(Steady::time_point::max());
+      if (!scheduled_.empty()) {
+        const auto wait = std::chrono::duration_cast<Steady::duration>(scheduled_.begin()->first - now_sys);
+        until = std::min(until, now + std::max(wait, Steady::duration::zero()));
+      }
+      if (!lease_ends_.empty()) until = std::min(until, lease_ends_.begin()->first);
+      if (deadline && now >= *deadline) return std::nullopt;
+      if (until == Steady::time_point::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, until);
+      }
+    }
+  }
+
+  bool ack(const Delivery& d) {
+    std::lock_guard lock(mu_);
+    auto it = leased_.find(d.tag);
+    if (it == leased_.end()) return false;
+    const std::uint64_t seq = it->second;
+    erase_lease_locked(it);
+    msgs_.erase(seq);
+    return true;
+  }
+
+  bool release(const Delivery& d, std::optional<SysTime> not_before) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = leased_.find(d.tag);
+      if (it == leased_.end()) return false;
+      const std::uint64_t seq = it->second;
+      erase_lease_locked(it);
+      Msg& m = msgs_[seq];
+      if (not_before && *not_before > std::chrono::system_clock::now()) {
+        scheduled_.emplace(*not_before, seq);
+      } else {
+        ready_[m.queue].insert({-m.priority, seq});
+      }
+    }
+    cv_.notify_all();
+    return true;
+  }
+
+  bool renew(const Delivery& d, std::chrono::milliseconds lease) {
+    std::lock_guard lock(mu_);
+    auto it = leased_.find(d.tag);
+    if (it == leased_.end()) return false;
+    Msg& m = msgs_[it->second];
+    remove_lease_end_locked(m.lease_until, d.tag);
+    m.lease_until = Steady::now() + lease;
+    lease_ends_.emplace(m.lease_until, d.tag);
+    return true;
+  }
+
+  std::size_t purge(std::string_view queue) {
+    std::lock_guard lock(mu_);
+    std::size_t n = 0;
+    if (auto it = ready_.find(std::string(queue)); it != ready_.end()) {
+      for (const auto& [p, seq] : it->second) msgs_.erase(seq);
+      n += it->second.size();
+      it->second.clear();
+    }
+    for (auto it = scheduled_.begin(); it != scheduled_.end();) {
+      if (msgs_[it->second].queue == queue) {
+        msgs_.erase(it->second);
+        it = scheduled_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
+
+  std::size_t size(std::string_view queue) {
+    std::lock_guard lock(mu_);
+    std::size_t n = 0;
+    for (const auto& [seq, m] : msgs_) n += m.queue == queue ? 1 : 0;
+    return n;
+  }
+
+  void interrupt(bool& interrupted, std::uint64_t& interrupts) {
+    {
+      std::lock_guard lock(mu_);
+      interrupted = true;
+      ++interrupts;
+    }
+    cv_.notify_all();
+  }
+  void resume(bool& interrupted) {
+    std::lock_guard lock(mu_);
+    interrupted = false;
+  }
+
+ private:
+  struct Msg {
+    std::string queue, envelope, tag;
+    int priority = 0;
+    int deliveries = 0;
+    Steady::time_point lease_until{};
+  };
+
+  void remove_lease_end_locked(Steady::time_point at, const std::string& tag) {
+    auto [lo, hi] = lease_ends_.equal_range(at);
+    for (auto it = lo; it != hi; ++it) {
+      if (it->second == tag) {
+        lease_ends_.erase(it);
+        return;
+      }
+    }
+  }
+  void erase_lease_locked(std::unordered_map<std::string, std::uint64_t>::iterator it) {
+    remove_lease_end_locked(msgs_[it->second].lease_until, it->first);
+    msgs_[it->second].tag.clear();
+    leased_.erase(it);
+  }
+  // Protocol step 2: due scheduled messages and expired leases become ready.
+  void promote_locked(SysTime now_sys, Steady::time_point now) {
+    while (!scheduled_.empty() && scheduled_.begin()->first <= now_sys) {
+      const std::uint64_t seq = scheduled_.begin()->second;
+      scheduled_.erase(scheduled_.begin());
+      ready_[msgs_[seq].queue].insert({-msgs_[seq].priority, seq});
+    }
+    while (!lease_ends_.empty() && lease_ends_.begin()->first <= now) {
+      const std::string tag = lease_ends_.begin()->second;
+      lease_ends_.erase(lease_ends_.begin());
+      auto it = leased_.find(tag);
+      if (it == leased_.end()) continue;
+      const std::uint64_t seq = it->second;
+      leased_.erase(it);
+      msgs_[seq].tag.clear();
+      ready_[msgs_[seq].queue].insert({-msgs_[seq].priority, seq});
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t seq_ = 0;
+  std::unordered_map<std::uint64_t, Msg> msgs_;
+  std::unordered_map<std::string, std::set<std::pair<int, std::uint64_t>>> ready_;
+  std::multimap<SysTime, std::uint64_t> scheduled_;
+  std::unordered_map<std::string, std::uint64_t> leased_;
+  std::multimap<Steady::time_point, std::string> lease_ends_;
+};
+
+// A connection: the core plus its own interrupt state (interrupting one worker's connection leaves the
+// others that share the broker alone).
+class MemoryBroker final : public Broker {
+ public:
+  explicit MemoryBroker(std::shared_ptr<MemoryBrokerCore> core) : core_(std::move(core)) {}
+  void publish(std::string_view queue, std::string_view envelope, int priority,
+               std::optional<SysTime> not_before) override {
+    core_->publish(queue, envelope, priority, not_before);
+  }
+  std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                  std::optional<Steady::time_point> deadline) override {
+    return core_->reserve(queues, lease, deadline, interrupted_, interrupts_);
+  }
+  bool ack(const Delivery& d) override { return core_->ack(d); }
+  bool release(const Delivery& d, std::optional<SysTime> not_before) override { return core_->release(d, not_before); }
+  bool renew(const Delivery& d, std::chrono::milliseconds lease) override { return core_->renew(d, lease); }
+  std::size_t purge(std::string_view queue) override { return core_->purge(queue); }
+  std::size_t size(std::string_view queue) override { return core_->size(queue); }
+  void interrupt() override { core_->interrupt(interrupted_, interrupts_); }
+  void resume() override { core_->resume(interrupted_); }
+
+ private:
+  std::shared_ptr<MemoryBrokerCore> core_;
+  bool interrupted_ = false;     // guarded by the core's mutex
+  std::uint64_t interrupts_ = 0;  // guarded by the core's mutex
+};
+
+class MemoryBackend final : public ResultBackend {
+ public:
+  bool store(const ResultMeta& m) override {
+    {
+      std::lock_guard lock(mu_);
+      auto it = results_.find(m.task_id);
+      if (it != results_.end() && is_ready(it->second.state)) return false;  // the first final state wins
+      results_[m.task_id] = m;
+    }
+    cv_.notify_all();
+    return true;
+  }
+  std::optional<ResultMeta> get(std::string_view id) override {
+    std::lock_guard lock(mu_);
+    auto it = results_.find(std::string(id));
+    if (it == results_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<ResultMeta> wait(std::string_view id, std::optional<Steady::time_point> deadline) override {
+    std::unique_lock lock(mu_);
+    const std::string key(id);
+    for (;;) {
+      auto it = results_.find(key);
+      if (it != results_.end() && is_ready(it->second.state)) return it->second;
+      if (deadline && Steady::now() >= *deadline) {
+        if (it == results_.end()) return std::nullopt;
+        return it->second;
+      }
+      if (deadline) {
+        cv_.wait_until(lock, *deadline);
+      } else {
+        cv_.wait(lock);
+      }
+    }
+  }
+  void forget(std::string_view id) override {
+    std::lock_guard lock(mu_);
+    results_.erase(std::string(id));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, ResultMeta> results_;
+};
+
+template <class T, class Impl>
+std::shared_ptr<T> named(const std::string& name) {
+  static std::mutex mu;
+  static auto* all = new std::unordered_map<std::string, std::shared_ptr<T>>;  // lives as long as the process
+  std::lock_guard lock(mu);
+  auto& slot = (*all)[name];
+  if (!slot) slot = std::make_shared<Impl>();
+  return slot;
+}
+
+}  // namespace
+
+std::shared_ptr<Broker> memory_broker(const std::string& name) {
+  return std::make_shared<MemoryBroker>(named<MemoryBrokerCore, MemoryBrokerCore>(name));
+}
+std::shared_ptr<ResultBackend> memory_backend(const std::string& name) {
+  return named<ResultBackend, MemoryBackend>(name);
+}
+
+}  // namespace weft::tasks::detail
