@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what weft needs (Debian 12, as root), then builds and runs the whole test suite:
 #   release  — every test, including the install test (an outside project builds against `cmake --install`)
-#   asan     — every test under AddressSanitizer + UndefinedBehaviorSanitizer
+#   asan     — every test of the library under AddressSanitizer + UndefinedBehaviorSanitizer (-O1; the examples
+#              and the weft command are tested in the release build)
 #   tsan     — the concurrency tests under ThreadSanitizer
 #   fuzz     — the HTTP request parser under libFuzzer (clang, ASan+UBSan) for a bounded time (counts as one test)
 # Each configuration is built once with Ninja. Prints one closing line: "weft tests: N passed, N failed".

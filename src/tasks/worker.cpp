@@ -105,6 +105,8 @@ void Worker::consume() {
     handle(*d);
     std::lock_guard lock(mu_);
     running_.erase(d->tag);
+    // The renewer, once stopping, ends when nothing runs: tell it (it may be asleep for lease/3).
+    if (running_.empty() && stopping_.load(std::memory_order_acquire)) cv_.notify_all();
   }
 }
 
