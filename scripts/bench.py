@@ -8,6 +8,7 @@
     python3 scripts/bench.py --only fib,sum --output /tmp/RESULTS.md             # some benchmarks only
     python3 scripts/bench.py --only net --output /tmp/RESULTS.md    # network I/O: wrk, echo, idle connections
     python3 scripts/bench.py --only process --output /tmp/RESULTS.md  # processes: against multiprocessing
+    python3 scripts/bench.py --only queue --output /tmp/RESULTS.md    # task queue: against Celery on redis
 
 Runs bench_tasks (its --json output is the source of every figure in the task tables), bench_channel and
 bench_trace when their binaries exist, and the fork/join benchmarks bench_fib, bench_sort, bench_sum,
@@ -16,7 +17,9 @@ bench/harness/harness.hpp for the format), and the network benchmarks of bench/n
 echo and idle connections with bench/net's own clients, for weft's servers, Asio, libuv and asyncio; weft's
 servers are skipped with a note while they are not built), and the process benchmarks (`process`,
 scripts/bench_process.py: bench_process_weft against Debian's python3 multiprocessing, beside the raw baselines
-of bench_process_raw, all in the same run). A Google Benchmark binary is run with
+of bench_process_raw, all in the same run), and the task queue benchmark (`queue`, scripts/bench_queue.py:
+bench_queue_weft on memory:// and sqlite:// against Celery on a redis-server it starts, in the same run).
+A Google Benchmark binary is run with
 --benchmark_out_format=json (5 repetitions, aggregates; 2 with --quick) and tabulated, its console output included as
 well; any other binary's output is included verbatim. Any build or run
 failure stops the script with a non-zero exit status, and RESULTS.md is then left untouched: it is only
@@ -49,6 +52,7 @@ REPRODUCE = "python3 scripts/bench.py"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_process  # noqa: E402  (scripts/bench_process.py: the process module's benchmarks)
+import bench_queue  # noqa: E402  (scripts/bench_queue.py: the task queue against Celery)
 
 # (workload id, contender name, required ratio weft/contender, description)
 GOALS = [
@@ -69,7 +73,7 @@ FORKJOIN = [
     ("bench_idle", "Idle CPU of a fork/join pool", "bench/idle", []),  # --quick sets --idle-seconds
 ]
 ALL_BENCHMARKS = ["tasks", "channel", "trace"] + [b.removeprefix("bench_") for b, _, _, _ in FORKJOIN] + ["net",
-                                                                                                  "process"]
+                                                                                                  "process", "queue"]
 
 # (benchmark, case, contender, required ratio weft/contender, description; {placeholders} from the program's
 # parameters). The ratio is the contender's median time over weft's (the headline row's), from the same run.
@@ -470,7 +474,7 @@ def extra_goals(others: dict) -> list[str]:
 
 
 def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict, net: dict | None,
-                  process: tuple | None) -> list[str]:
+                  process: tuple | None, queue: tuple | None = None) -> list[str]:
     lines = ["## Goals", "",
              "Ratios are weft's speed over the contender's (medians of the same run); see the sections below.", "",
              "| goal | measured | result |", "|---|---:|---|"]
@@ -493,6 +497,8 @@ def goals_section(data: dict | None, ratios: dict, others: dict, forkjoin: dict,
     lines += net_goals(net)
     if process is not None:
         lines += bench_process.goal_rows(*process)
+    if queue is not None:
+        lines += bench_queue.goal_rows(*queue)
     lines.append("")
     return lines
 
@@ -982,7 +988,8 @@ def net_goals(net: dict | None) -> list[str]:
 
 
 def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net: dict | None,
-           process: tuple | None, mach_before: dict, mach_after: dict, build_type: str) -> str:
+           process: tuple | None, mach_before: dict, mach_after: dict, build_type: str,
+           queue: tuple | None = None) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_b = ", ".join(f"{x:.2f}" for x in mach_before["load"])
     load_a = ", ".join(f"{x:.2f}" for x in mach_after["load"])
@@ -1015,7 +1022,7 @@ def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net
         more, ratios = tasks_section(data)
         task_lines += more
         task_lines += idle_section(data)
-    lines += goals_section(data, ratios, others, forkjoin, net, process)
+    lines += goals_section(data, ratios, others, forkjoin, net, process, queue)
     lines += task_lines
     for name, result in others.items():
         if name == "bench_channel":
@@ -1037,6 +1044,8 @@ def render(data: dict | None, tasks_text: str, others: dict, forkjoin: dict, net
     lines += net_section(net, mach_before["cpus"], load_note)
     if process is not None:
         lines += bench_process.section(*process)
+    if queue is not None:
+        lines += bench_queue.section(*queue)
     if data is not None:
         lines += [NOTES.format(cpus=mach_before["cpus"], tasks=data["tasks"], load_note=load_note)]
     if forkjoin:
@@ -1137,9 +1146,16 @@ def main() -> int:
             process = (bench_process.run(build_dir, args.quick), bench_process.run_weft(build_dir, args.quick))
         except bench_process.ProcessBenchError as e:
             raise BenchError(str(e)) from e
+    queue = None
+    if "queue" in selected:
+        required("bench_queue_weft")
+        try:
+            queue = (bench_queue.run(build_dir, args.quick), bench_queue.run_weft(build_dir, args.quick))
+        except bench_queue.QueueBenchError as e:
+            raise BenchError(str(e)) from e
     mach_after = machine()
 
-    text = render(data, tasks_text, others, forkjoin, net, process, mach_before, mach_after, build_type)
+    text = render(data, tasks_text, others, forkjoin, net, process, mach_before, mach_after, build_type, queue)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)

@@ -21,19 +21,19 @@ Any failure raises ProcessBenchError (exit status 1 from the command line). Pyth
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common  # noqa: E402
+from bench_common import SectionBenchError, fmt, fmt_ratio, make_log, ratio, section_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 REPRODUCE = "python3 scripts/bench_process.py --build-dir build/bench"
 # The multiprocessing side runs on the system's Python (Debian's python3), whichever Python runs this script.
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 PYTHON_SCRIPT = REPO / "bench" / "process" / "python_mp.py"
-TIMEOUT_S = 600  # per program: a safety net, each normally takes well under a minute
 
 # (key, description, required, at_least): the goals of the process module; `required` is a ratio or a figure.
 GOALS = {
@@ -50,36 +50,19 @@ GOALS = {
 }
 
 
-class ProcessBenchError(RuntimeError):
+class ProcessBenchError(SectionBenchError):
     pass
 
 
-def log(msg: str) -> None:
-    print(f"[bench_process.py] {msg}", file=sys.stderr, flush=True)
+log = make_log("bench_process.py")
 
 
 def find_binary(build_dir: Path, name: str) -> Path | None:
-    for candidate in (build_dir / "bench" / "process" / name, build_dir / name):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return bench_common.find_binary(build_dir, "process", name)
 
 
 def run_json(cmd: list[str]) -> dict:
-    """Runs cmd and returns the JSON object it printed on stdout; ProcessBenchError on any failure."""
-    log("$ " + " ".join(cmd))
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ProcessBenchError(f"{cmd[0]} did not finish within {TIMEOUT_S} s: {' '.join(cmd)}") from None
-    if proc.returncode != 0:
-        raise ProcessBenchError(f"exit status {proc.returncode}: {' '.join(cmd)}\n--- stdout ---\n{proc.stdout}"
-                                f"\n--- stderr ---\n{proc.stderr}")
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError as e:
-        raise ProcessBenchError(f"{' '.join(cmd)} printed no JSON object ({e}):\n{proc.stdout}") from None
+    return bench_common.run_json(cmd, log, ProcessBenchError, capture_stderr=True)
 
 
 def run(build_dir: Path, quick: bool) -> dict:
@@ -121,26 +104,6 @@ def rate_of(d: dict | None, case: str) -> float | None:
     if d is None:
         return None
     return figure(d.get(case), "tasks_per_s", "items_per_s", "messages_per_s", "gb_per_s")
-
-
-def fmt(v: float | None, unit: str = "") -> str:
-    if v is None:
-        return "—"
-    if v >= 100:
-        text = f"{v:,.0f}"
-    elif v >= 10:
-        text = f"{v:.1f}"
-    else:
-        text = f"{v:.2f}"
-    return text + unit
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def fmt_ratio(r: float | None) -> str:
-    return "—" if r is None else f"{r:.2f}×"
 
 
 def measured_goals(data: dict, weft: dict | None) -> dict:
@@ -325,24 +288,7 @@ def section(data: dict, weft: dict | None) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build-dir", default=str(REPO / "build" / "bench"),
-                        help="a built bench build directory (default build/bench)")
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run, figures meaningless")
-    parser.add_argument("--no-weft", action="store_true", help="do not run bench_process_weft even if it is built")
-    parser.add_argument("--json", help="also write every program's JSON to this file")
-    args = parser.parse_args()
-    build_dir = Path(args.build_dir).resolve()
-    try:
-        data = run(build_dir, args.quick)
-        weft = None if args.no_weft else run_weft(build_dir, args.quick)
-    except ProcessBenchError as e:
-        print(f"bench_process.py: {e}", file=sys.stderr)
-        return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps({"data": data, "weft": weft}, indent=2) + "\n")
-    print("\n".join(section(data, weft)))
-    return 0
+    return section_main(__doc__, "bench_process_weft", run, run_weft, section, ProcessBenchError, "bench_process.py")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ packages=(
   libcli11-dev libfmt-dev
   # comparisons in bench/ only
   libtbb-dev libasio-dev libconcurrentqueue-dev libopenblas-dev libuv1-dev wrk
+  # the task queue against Celery 5 on a redis-server it starts itself (bench/queue)
+  python3-celery python3-redis redis-server
 )
 
 missing=()

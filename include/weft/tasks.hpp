@@ -3,6 +3,9 @@
 // results kept in a result backend, in Celery's message format.
 #include "weft/tasks/app.hpp"
 #include "weft/tasks/backend.hpp"
+#include "weft/tasks/beat.hpp"
 #include "weft/tasks/broker.hpp"
+#include "weft/tasks/canvas.hpp"
+#include "weft/tasks/cluster.hpp"
 #include "weft/tasks/message.hpp"
 #include "weft/tasks/worker.hpp"

@@ -3,11 +3,18 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <cstring>
+
+#include <unistd.h>
 
 namespace weft::tasks {
 
 App::App(AppOptions options)
-    : options_(std::move(options)), broker_(connect_broker(options_.broker)), backend_(connect_backend(options_.backend)) {}
+    : options_(std::move(options)), broker_(connect_broker(options_.broker)), backend_(connect_backend(options_.backend)) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
+  origin_ = std::to_string(::getpid()) + "@" + host;
+}
 
 void App::add_entry(detail::TaskEntry e) {
   if (e.name.empty()) throw std::invalid_argument("weft: a task needs a name");
@@ -31,8 +38,8 @@ std::vector<std::string> App::registered() const {
   return out;
 }
 
-AsyncResult App::send_task(const std::string& name, Json args, Json kwargs, const CallOptions& o) {
-  if (name.empty()) throw std::invalid_argument("weft: send_task without a task name");
+TaskMessage App::make_message(const std::string& name, Json args, Json kwargs, const CallOptions& o) const {
+  if (name.empty()) throw std::invalid_argument("weft: a call without a task name");
   TaskMessage m;
   m.id = o.task_id.value_or(new_task_id());
   m.task = name;
@@ -52,9 +59,55 @@ AsyncResult App::send_task(const std::string& name, Json args, Json kwargs, cons
     if (e->options.soft_time_limit) m.timelimit[1] = e->options.soft_time_limit->count() / 1e3;
   }
   if (o.headers.is_object()) m.extra_headers = o.headers;
+  m.serializer = o.serializer.value_or(e != nullptr && e->options.serializer ? *e->options.serializer : options_.serializer);
+  return m;
+}
+
+AsyncResult App::send_task(const std::string& name, Json args, Json kwargs, const CallOptions& o) {
+  if (name.empty()) throw std::invalid_argument("weft: send_task without a task name");
+  return send_message(make_message(name, std::move(args), std::move(kwargs), o));
+}
+
+AsyncResult App::send_message(TaskMessage m) {
+  if (m.task.empty()) throw std::invalid_argument("weft: a message without a task name");
+  if (m.id.empty()) m.id = new_task_id();
+  if (m.root_id.empty()) m.root_id = m.id;
+  if (m.origin.empty()) m.origin = origin_;
   const std::string envelope = encode_envelope(m);
   broker_->publish(m.queue, envelope, m.priority, m.eta);
   return AsyncResult(backend_, m.id);
+}
+
+std::vector<WorkerInfo> App::workers() const {
+  std::vector<WorkerInfo> out;
+  for (const auto& [key, text] : backend_->scan("worker:")) {
+    try {
+      const Json j = Json::parse(text);
+      WorkerInfo w;
+      w.hostname = j.at("hostname").get<std::string>();
+      w.pid = j.value("pid", 0L);
+      w.cpus = j.value("cpus", 0);
+      w.pool = j.value("pool", "");
+      w.concurrency = j.value("concurrency", std::size_t{0});
+      w.queues = j.value("queues", std::vector<std::string>{});
+      w.active = j.value("active", Json::array());
+      w.stats = j.value("stats", Json::object());
+      w.registered = j.value("registered", std::vector<std::string>{});
+      const Json load = j.value("loadavg", Json::array());
+      for (std::size_t i = 0; i < 3 && i < load.size(); ++i) w.loadavg[i] = load[i].get<double>();
+      if (j.contains("timestamp")) w.timestamp = parse_time(j.at("timestamp").get<std::string>());
+      w.freq = j.value("freq", 0.0);
+      w.raw = j;
+      out.push_back(std::move(w));
+    } catch (const std::exception&) {
+      continue;  // a heartbeat written by something else: not a worker this App can describe
+    }
+  }
+  return out;
+}
+
+void AsyncResult::revoke(const RevokeOptions& o) const {
+  backend_->put("revoked:" + id_, o.terminate ? "terminate" : "revoke", o.remember);
 }
 
 State AsyncResult::state() const {

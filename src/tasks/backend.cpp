@@ -1,7 +1,39 @@
 // Result states and Celery's result meta JSON (../shared/celery/SPEC.md §5).
 #include "weft/tasks/backend.hpp"
 
+#include <charconv>
+#include <stdexcept>
+
 namespace weft::tasks {
+
+void ResultBackend::check_entry(std::string_view key, std::string_view value,
+                                std::optional<std::chrono::milliseconds> ttl) {
+  if (key.empty()) throw std::invalid_argument("weft: a backend entry needs a key");
+  if (key.size() > kMaxKey) {
+    throw std::invalid_argument("weft: backend key of " + std::to_string(key.size()) + " bytes above the limit of " +
+                                std::to_string(kMaxKey));
+  }
+  if (value.size() > kMaxValue) {
+    throw std::invalid_argument("weft: backend value of " + std::to_string(value.size()) +
+                                " bytes above the limit of " + std::to_string(kMaxValue) + " (key '" +
+                                std::string(key) + "')");
+  }
+  if (ttl && ttl->count() <= 0) {
+    throw std::invalid_argument("weft: the time to live of backend entry '" + std::string(key) + "' is not above 0");
+  }
+}
+
+std::int64_t ResultBackend::parse_counter(std::string_view key, std::string_view value) {
+  if (value.empty()) return 0;
+  std::int64_t n = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || end != value.data() + value.size()) {
+    throw ProtocolError("weft: backend entry '" + std::string(key) + "' holds '" + std::string(value.substr(0, 40)) +
+                        "', not an integer to increment");
+  }
+  return n;
+}
+
 namespace {
 constexpr std::string_view kNames[] = {"PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"};
 }

@@ -301,10 +301,83 @@ class MemoryBackend final : public ResultBackend {
     results_.erase(std::string(id));
   }
 
+  void put(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl) override {
+    check_entry(key, value, ttl);
+    std::lock_guard lock(mu_);
+    set_locked(key, value, ttl);
+  }
+  bool put_if_absent(std::string_view key, std::string_view value,
+                     std::optional<std::chrono::milliseconds> ttl) override {
+    check_entry(key, value, ttl);
+    std::lock_guard lock(mu_);
+    if (live_locked(key) != nullptr) return false;
+    set_locked(key, value, ttl);
+    return true;
+  }
+  std::optional<std::string> read(std::string_view key) override {
+    std::lock_guard lock(mu_);
+    const Entry* e = live_locked(key);
+    if (e == nullptr) return std::nullopt;
+    return e->value;
+  }
+  std::vector<std::pair<std::string, std::string>> scan(std::string_view prefix, std::size_t limit) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto now = std::chrono::system_clock::now();
+    std::lock_guard lock(mu_);
+    for (auto it = kv_.lower_bound(prefix); it != kv_.end() && out.size() < limit; ++it) {
+      if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+      if (it->second.expires && *it->second.expires <= now) continue;
+      out.emplace_back(it->first, it->second.value);
+    }
+    return out;
+  }
+  std::int64_t incr(std::string_view key, std::int64_t by, std::optional<std::chrono::milliseconds> ttl) override {
+    check_entry(key, {}, ttl);
+    std::lock_guard lock(mu_);
+    const Entry* e = live_locked(key);
+    std::int64_t n = e == nullptr ? 0 : parse_counter(key, e->value);
+    n += by;
+    std::optional<SysTime> expires = e == nullptr ? std::nullopt : e->expires;
+    set_locked(key, std::to_string(n), ttl);
+    if (!ttl) kv_.find(key)->second.expires = expires;
+    return n;
+  }
+  bool erase(std::string_view key) override {
+    std::lock_guard lock(mu_);
+    const bool live = live_locked(key) != nullptr;
+    if (auto it = kv_.find(key); it != kv_.end()) kv_.erase(it);
+    return live;
+  }
+
  private:
+  struct Entry {
+    std::string value;
+    std::optional<SysTime> expires;
+  };
+  // The entry at `key` unless absent or expired.
+  const Entry* live_locked(std::string_view key) const {
+    auto it = kv_.find(key);
+    if (it == kv_.end()) return nullptr;
+    if (it->second.expires && *it->second.expires <= std::chrono::system_clock::now()) return nullptr;
+    return &it->second;
+  }
+  void set_locked(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl) {
+    const auto now = std::chrono::system_clock::now();
+    // Expired entries nobody reads again go at the latest when the map has doubled since the last sweep.
+    if (kv_.size() >= sweep_at_) {
+      std::erase_if(kv_, [&](const auto& kv) { return kv.second.expires && *kv.second.expires <= now; });
+      sweep_at_ = std::max<std::size_t>(1024, kv_.size() * 2);
+    }
+    Entry& e = kv_[std::string(key)];
+    e.value = std::string(value);
+    e.expires = ttl ? std::optional<SysTime>(now + *ttl) : std::nullopt;
+  }
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<std::string, ResultMeta> results_;
+  std::map<std::string, Entry, std::less<>> kv_;
+  std::size_t sweep_at_ = 1024;
 };
 
 template <class T, class Impl>

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 #include <random>
+#include <vector>
 
 namespace weft::tasks {
 namespace {
@@ -190,14 +191,23 @@ std::string encode_envelope(const TaskMessage& m, std::string_view delivery_tag)
                                       m.timelimit[1] ? Json(*m.timelimit[1]) : Json(nullptr)});
   headers["root_id"] = m.root_id.empty() ? m.id : m.root_id;
   headers["parent_id"] = opt_string(m.parent_id);
-  headers["argsrepr"] = m.args.dump();
-  headers["kwargsrepr"] = m.kwargs.dump();
+  // For people reading messages: text that is not UTF-8 (a msgpack string may be any bytes) shows as U+FFFD.
+  headers["argsrepr"] = m.args.dump(-1, ' ', false, Json::error_handler_t::replace);
+  headers["kwargsrepr"] = m.kwargs.dump(-1, ' ', false, Json::error_handler_t::replace);
   headers["origin"] = m.origin.empty() ? origin : m.origin;
   headers["ignore_result"] = m.ignore_result;
+  std::string body_bytes;
+  if (m.serializer == Serializer::msgpack) {
+    const std::vector<std::uint8_t> packed = Json::to_msgpack(body);
+    body_bytes.assign(packed.begin(), packed.end());
+  } else {
+    body_bytes = body.dump();
+  }
+  const bool packed = m.serializer == Serializer::msgpack;
   const Json envelope = {
-      {"body", base64_encode(body.dump())},
-      {"content-encoding", "utf-8"},
-      {"content-type", "application/json"},
+      {"body", base64_encode(body_bytes)},
+      {"content-encoding", packed ? "binary" : "utf-8"},
+      {"content-type", packed ? "application/x-msgpack" : "application/json"},
       {"headers", std::move(headers)},
       {"properties",
        {{"correlation_id", m.id},
@@ -215,8 +225,57 @@ std::string encode_envelope(const TaskMessage& m, std::string_view delivery_tag)
   return out;
 }
 
+namespace {
+
+// Nesting deeper than kMaxNesting is poison: decoding and copying nested values recurses, so a message of a few
+// hundred kilobytes of brackets would otherwise overflow a worker's stack. Checked without building anything,
+// by a SAX pass that stops at the limit (the parser's recursion ends there too).
+constexpr std::size_t kMaxNesting = 128;
+
+class NestingCheck final : public nlohmann::json_sax<Json> {
+ public:
+  bool too_deep = false;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return enter(); }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return leave(); }
+  bool start_array(std::size_t) override { return enter(); }
+  bool end_array() override { return leave(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxNesting) return true;
+    too_deep = true;
+    return false;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+  std::size_t depth_ = 0;
+};
+
+void check_nesting(std::string_view bytes, nlohmann::detail::input_format_t format, const char* what) {
+  NestingCheck check;
+  Json::sax_parse(bytes, &check, format);  // a syntax error is reported by the real parse that follows
+  if (check.too_deep) {
+    throw ProtocolError(std::string("weft: task message ") + what + " nested deeper than " +
+                        std::to_string(kMaxNesting) + " levels");
+  }
+}
+
+}  // namespace
+
 TaskMessage decode_envelope(std::string_view text) {
   if (text.size() > kMaxEnvelope) throw ProtocolError("weft: task message above the size limit");
+  check_nesting(text, nlohmann::detail::input_format_t::json, "envelope");
   Json env;
   try {
     env = Json::parse(text);
@@ -230,19 +289,27 @@ TaskMessage decode_envelope(std::string_view text) {
     const Json& props = env.contains("properties") ? env["properties"] : Json::object();
     if (!headers.is_object() || !props.is_object()) throw ProtocolError("weft: task message headers are not an object");
     const std::string ctype = env.value("content-type", "application/json");
-    if (ctype != "application/json") {
-      throw ProtocolError("weft: task message body of content type '" + ctype + "' (only application/json is read)");
+    if (ctype == "application/x-msgpack") {
+      m.serializer = Serializer::msgpack;
+    } else if (ctype != "application/json") {
+      throw ProtocolError("weft: task message body of content type '" + ctype +
+                          "' (application/json and application/x-msgpack are read)");
     }
     const Json& body_text = field(env, "body", "envelope");
     if (!body_text.is_string()) throw ProtocolError("weft: task message body is not a string");
     const std::string encoding = props.value("body_encoding", "base64");
     const std::string raw = encoding == "base64" ? base64_decode(body_text.get_ref<const std::string&>())
                                                  : body_text.get<std::string>();
+    check_nesting(raw,
+                  m.serializer == Serializer::msgpack ? nlohmann::detail::input_format_t::msgpack
+                                                      : nlohmann::detail::input_format_t::json,
+                  "body");
     Json body;
     try {
-      body = Json::parse(raw);
+      body = m.serializer == Serializer::msgpack ? Json::from_msgpack(raw) : Json::parse(raw);
     } catch (const Json::parse_error& e) {
-      throw ProtocolError(std::string("weft: task message body is not JSON: ") + e.what());
+      throw ProtocolError(std::string("weft: task message body is not ") +
+                          (m.serializer == Serializer::msgpack ? "msgpack: " : "JSON: ") + e.what());
     }
     if (!body.is_array() || body.size() != 3 || !body[0].is_array() || !body[1].is_object() ||
         !(body[2].is_object() || body[2].is_null())) {

@@ -8,7 +8,10 @@
 // Thread safety: any member from any thread; one connection per object used under mutex_.
 #include "sqlite_backend.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstdint>
+#include <vector>
 #include <mutex>
 #include <stdexcept>
 #include <utility>
@@ -123,7 +126,119 @@ class SqliteBackend final : public ResultBackend {
     txn.commit();
   }
 
+  void put(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl) override {
+    check_entry(key, value, ttl);
+    {
+      std::scoped_lock lock(mutex_);
+      Transaction txn(db_, "put");
+      set_locked(key, value, ttl, "put");
+      txn.commit();
+    }
+    watch_->poke();
+  }
+
+  bool put_if_absent(std::string_view key, std::string_view value,
+                     std::optional<std::chrono::milliseconds> ttl) override {
+    check_entry(key, value, ttl);
+    {
+      std::scoped_lock lock(mutex_);
+      // BEGIN IMMEDIATE: one writer at a time across processes, so the read and the write below are atomic.
+      Transaction txn(db_, "put_if_absent");
+      if (live_locked(key, "put_if_absent")) return false;  // rolled back: nothing written
+      set_locked(key, value, ttl, "put_if_absent");
+      txn.commit();
+    }
+    watch_->poke();
+    return true;
+  }
+
+  std::optional<std::string> read(std::string_view key) override {
+    std::scoped_lock lock(mutex_);
+    return live_locked(key, "read");
+  }
+
+  std::vector<std::pair<std::string, std::string>> scan(std::string_view prefix, std::size_t limit) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::scoped_lock lock(mutex_);
+    // Keys from `prefix` up to the first key that does not start with it (substr compares as text, so that
+    // LIKE's wildcards in the prefix mean nothing).
+    auto u = db_.cached(
+                    "SELECT key, value FROM weft_kv WHERE key >= ?1 AND substr(key, 1, length(?1)) = ?1 "
+                    "AND (expires IS NULL OR expires > ?2) ORDER BY key LIMIT ?3")
+                 .use("scan");
+    u.bind(1, prefix).bind(2, now_us()).bind(3, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+    while (u.step()) out.emplace_back(u.text(0), u.text(1));
+    return out;
+  }
+
+  std::int64_t incr(std::string_view key, std::int64_t by, std::optional<std::chrono::milliseconds> ttl) override {
+    check_entry(key, {}, ttl);
+    std::int64_t n = 0;
+    {
+      std::scoped_lock lock(mutex_);
+      Transaction txn(db_, "incr");
+      bool found = false;
+      if (auto v = live_locked(key, "incr")) {
+        found = true;
+        n = parse_counter(key, *v);
+      }
+      n += by;
+      if (ttl || !found) {
+        set_locked(key, std::to_string(n), ttl, "incr");
+      } else {
+        auto u = db_.cached("UPDATE weft_kv SET value = ?2 WHERE key = ?1").use("incr");
+        u.bind(1, key).bind(2, std::to_string(n)).run();
+      }
+      txn.commit();
+    }
+    watch_->poke();
+    return n;
+  }
+
+  bool erase(std::string_view key) override {
+    bool live = false;
+    {
+      std::scoped_lock lock(mutex_);
+      Transaction txn(db_, "erase");
+      live = live_locked(key, "erase").has_value();
+      db_.cached("DELETE FROM weft_kv WHERE key = ?1").use("erase").bind(1, key).run();
+      txn.commit();
+    }
+    watch_->poke();
+    return live;
+  }
+
  private:
+  // The value at `key` unless absent or expired; under mutex_.
+  std::optional<std::string> live_locked(std::string_view key, std::string_view operation) {
+    auto u = db_.cached("SELECT value FROM weft_kv WHERE key = ?1 AND (expires IS NULL OR expires > ?2)")
+                 .use(operation);
+    u.bind(1, key).bind(2, now_us());
+    if (!u.step()) return std::nullopt;
+    return u.text(0);
+  }
+
+  // Writes `key` inside the caller's transaction. Every kSweepEvery writes of this connection also delete
+  // expired entries, so that entries nobody reads again do not pile up.
+  void set_locked(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl,
+                  std::string_view operation) {
+    const std::int64_t now = now_us();
+    if (++writes_ % kSweepEvery == 1) {
+      db_.cached("DELETE FROM weft_kv WHERE expires IS NOT NULL AND expires <= ?1").use(operation).bind(1, now).run();
+    }
+    auto u = db_.cached("INSERT OR REPLACE INTO weft_kv (key, value, expires) VALUES (?1, ?2, ?3)").use(operation);
+    u.bind(1, key).bind(2, value);
+    if (ttl) {
+      u.bind(3, add_saturated(now, std::chrono::duration_cast<std::chrono::microseconds>(*ttl).count()));
+    } else {
+      u.bind_null(3);
+    }
+    u.run();
+  }
+
+  static constexpr std::uint64_t kSweepEvery = 256;
+  std::uint64_t writes_ = 0;  // guarded by mutex_
+
   State parse_status(const std::string& text, const std::string& task_id) const {
     for (const auto& [state, name] : kStatus) {
       if (name == text) return state;

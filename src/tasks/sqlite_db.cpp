@@ -27,6 +27,8 @@ namespace {
 //   weft_messages: one row per message; lease_until/tag are set while a delivery holds it (tag stays after the
 //     lease ends until the message is delivered again, so that a late ack still finds it).
 //   weft_results: one row per task; status is Celery's state name, result/children JSON text.
+//   weft_kv: the backend's key-value entries (expires: null for none); expired rows are dead to readers and
+//     deleted by later writes.
 constexpr int kSchemaVersion = 1;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS weft_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +51,10 @@ CREATE TABLE IF NOT EXISTS weft_results (
   date_done INTEGER,
   name TEXT NOT NULL,
   retries INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS weft_kv (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL,
+  expires INTEGER);
 )sql";
 
 [[noreturn]] void fail_errno(std::string_view what, const std::string& path, int err) {

@@ -2,6 +2,9 @@
 #include "weft/tasks/worker.hpp"
 
 #include <cxxabi.h>
+#include <signal.h>
+#include <dlfcn.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -11,8 +14,42 @@
 #include <stdexcept>
 #include <typeinfo>
 
+#include "weft/process/errors.hpp"
+#include "weft/process/pool.hpp"
+#include "workflow.hpp"
+
 namespace weft::tasks {
+
+// One task that a consume thread is running.
+struct Worker::Running final : TaskContext {
+  Delivery delivery;
+  TaskMessage msg;  // as decoded, for the canvas when the housekeeper ends it
+  std::string id_, task;
+  int retries_ = 0;
+  const std::string* host = nullptr;
+  std::chrono::steady_clock::time_point started;
+  std::optional<std::chrono::steady_clock::time_point> soft_deadline, hard_deadline;
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> abandoned{false};  // its state was stored and its delivery acked by the housekeeper
+  bool identified = false;  // guarded by mu_: id_, task, msg, retries_ and the deadlines are set (decoded)
+  bool acked = false;       // guarded by mu_: acknowledged before it ran (acks_late off): no renewals
+  bool settled = false;  // guarded by the worker's mu_: its thread or the housekeeper has taken the right to settle it
+
+  const std::string& id() const noexcept override { return id_; }
+  const std::string& name() const noexcept override { return task; }
+  int retries() const noexcept override { return retries_; }
+  const std::string& hostname() const noexcept override { return *host; }
+  bool soft_time_limit_exceeded() const noexcept override {
+    return soft_deadline && std::chrono::steady_clock::now() >= *soft_deadline;
+  }
+  bool cancelled() const noexcept override {
+    return cancel.load(std::memory_order_acquire) || (hard_deadline && std::chrono::steady_clock::now() >= *hard_deadline);
+  }
+};
+
 namespace {
+
+thread_local const TaskContext* t_current = nullptr;
 
 using Steady = std::chrono::steady_clock;
 
@@ -53,24 +90,162 @@ std::chrono::milliseconds backoff(const TaskOptions& o, int retries) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
+// A time limit from a message, in seconds: clamped to [0, a year] (a larger or not-a-number one is no reason
+// for undefined arithmetic).
+std::chrono::milliseconds seconds_ms(double s) {
+  constexpr double kYear = 365.0 * 24 * 3600;
+  if (!(s > 0)) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(s, kYear) * 1000.0));
+}
+
+// ---- Pool::processes: what runs in the worker processes ----------------------------------------------------
+
+App* g_child_app = nullptr;  // a worker process's registry (set by child_init; lives as long as the process)
+
+// The context of a task in a worker process: limits on its own clock (the parent kills it at the hard one).
+struct ChildContext final : TaskContext {
+  std::string id_, name_, host_;
+  int retries_ = 0;
+  std::optional<Steady::time_point> soft, hard;
+  const std::string& id() const noexcept override { return id_; }
+  const std::string& name() const noexcept override { return name_; }
+  int retries() const noexcept override { return retries_; }
+  const std::string& hostname() const noexcept override { return host_; }
+  bool soft_time_limit_exceeded() const noexcept override { return soft && Steady::now() >= *soft; }
+  bool cancelled() const noexcept override { return hard && Steady::now() >= *hard; }
+};
+
+void child_init(std::uintptr_t setup, std::vector<std::string> modules) {
+  // Ctrl-C and a service manager's SIGTERM reach the whole process group: the worker's parent turns them into
+  // a warm shutdown, in which the running tasks finish; their processes must not die of them meanwhile. The
+  // parent ends these processes itself.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_IGN);
+  // A registry only: this App's broker and backend (a process-local memory://) are never used.
+  auto* app = new App(AppOptions{.broker = "memory://weft-worker-process", .backend = "memory://weft-worker-process"});
+  if (setup != 0) reinterpret_cast<void (*)(App&)>(setup)(*app);
+  for (const auto& path : modules) {
+    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) throw std::runtime_error("weft: cannot load task module '" + path + "': " + ::dlerror());
+    auto* fn = reinterpret_cast<void (*)(App&)>(::dlsym(handle, "weft_register_tasks"));
+    if (fn == nullptr) throw std::runtime_error("weft: '" + path + "' is not a weft task module");
+    fn(*app);
+  }
+  g_child_app = app;
+}
+
+// Runs a task in a worker process. Returns JSON text: {"ok": result} | {"retry": reason, "delay_ms": n|null}
+// | {"error": {"exc_type", ...}, "kind": "failure" | "bad_arguments" | "autoretry"}.
+std::string run_in_child(std::string task, std::string args, std::string kwargs, std::string id, int retries,
+                         std::string host, std::int64_t soft_ms, std::int64_t hard_ms) {
+  if (g_child_app == nullptr) throw std::logic_error("weft: a worker process without its task registry");
+  const detail::TaskEntry* e = g_child_app->find(task);
+  if (e == nullptr) {
+    return Json{{"error", exc("NotRegistered", "weft: no task '" + task +
+                                                   "' is registered in the worker processes (WorkerOptions::setup, "
+                                                   "modules)")},
+                {"kind", "failure"}}
+        .dump();
+  }
+  ChildContext ctx;
+  ctx.id_ = std::move(id);
+  ctx.name_ = task;
+  ctx.host_ = std::move(host);
+  ctx.retries_ = retries;
+  const auto start = Steady::now();
+  if (soft_ms >= 0) ctx.soft = start + std::chrono::milliseconds(soft_ms);
+  if (hard_ms >= 0) ctx.hard = start + std::chrono::milliseconds(hard_ms);
+  t_current = &ctx;
+  struct Clear {
+    ~Clear() { t_current = nullptr; }
+  } clear;
+  try {
+    return Json{{"ok", e->invoke(Json::parse(args), Json::parse(kwargs))}}.dump();
+  } catch (const ArgumentError& x) {
+    return Json{{"error", exc("TypeError", x.what())}, {"kind", "bad_arguments"}}.dump();
+  } catch (const Retry& r) {
+    return Json{{"retry", r.what()}, {"delay_ms", r.delay() ? Json(r.delay()->count()) : Json(nullptr)}}.dump();
+  } catch (const std::exception& x) {
+    const bool again = e->options.autoretry_for && e->options.autoretry_for(x);
+    return Json{{"error", exc(type_name(x), x.what())}, {"kind", again ? "autoretry" : "failure"}}.dump();
+  } catch (...) {
+    return Json{{"error", exc("unknown", "a task threw something that is not a std::exception")}, {"kind", "failure"}}
+        .dump();
+  }
+}
+
 }  // namespace
+
+const TaskContext* current_task() noexcept { return t_current; }
 
 Worker::Worker(App& app, WorkerOptions options) : app_(app), options_(std::move(options)) {
   if (options_.queues.empty()) throw std::invalid_argument("weft: a worker needs at least one queue");
   if (options_.lease.count() <= 0) throw std::invalid_argument("weft: a worker's lease must be above 0");
+  if (options_.heartbeat.count() <= 0) throw std::invalid_argument("weft: a worker's heartbeat must be above 0");
+  if (options_.control_interval.count() <= 0) {
+    throw std::invalid_argument("weft: a worker's control interval must be above 0");
+  }
+  if (options_.autoscale) {
+    const Autoscale& a = *options_.autoscale;
+    if (a.max < 1 || a.max > 4096 || a.min < 1 || a.min > a.max || a.idle.count() <= 0) {
+      throw std::invalid_argument("weft: autoscale needs 1 <= min <= max <= 4096 and an idle time above 0 (got max " +
+                                  std::to_string(a.max) + ", min " + std::to_string(a.min) + ")");
+    }
+    options_.concurrency = a.max;
+  }
   if (options_.concurrency == 0) options_.concurrency = cpus();
   hostname_ = options_.hostname.empty() ? default_hostname() : options_.hostname;
   broker_ = connect_broker(app_.options().broker);
+  if (options_.pool == Pool::processes) {
+    if (options_.process_max_message < 1024 || options_.process_max_message > kMaxEnvelope) {
+      throw std::invalid_argument("weft: process_max_message must be from 1 KiB to " + std::to_string(kMaxEnvelope));
+    }
+    if (options_.setup == nullptr && options_.modules.empty()) {
+      throw std::invalid_argument(
+          "weft: a process pool needs its tasks' registration: WorkerOptions::setup or modules");
+    }
+    process::ProcessPoolOptions po;
+    po.workers = options_.concurrency;
+    po.max_tasks_per_child = options_.max_tasks_per_child;
+    po.max_message = options_.process_max_message;
+    po.name = "weft-tasks";
+    po.initialize(&child_init, reinterpret_cast<std::uintptr_t>(options_.setup), options_.modules);
+    processes_ = std::make_unique<process::ProcessPool>(std::move(po));
+  }
 }
 
-Worker::~Worker() { stop(); }
+Worker::~Worker() {
+  stop();
+  processes_.reset();  // after the threads that submit to it have stopped
+}
 
 void Worker::start() {
   std::lock_guard lock(mu_);
   if (started_) throw std::logic_error("weft: Worker::start called twice");
   started_ = true;
-  for (std::size_t i = 0; i < options_.concurrency; ++i) threads_.emplace_back([this] { consume(); });
-  renewer_ = std::thread([this] { renew_leases(); });
+  threads_.resize(options_.concurrency);
+  alive_.assign(options_.concurrency, 0);
+  const std::size_t first = options_.autoscale ? options_.autoscale->min : options_.concurrency;
+  for (std::size_t i = 0; i < first; ++i) grow_locked();
+  housekeeper_ = std::thread([this] { housekeep(); });
+}
+
+// Starts a thread in a free slot. Under mu_, not stopping, live_ below the slots.
+void Worker::grow_locked() {
+  for (std::size_t i = 0; i < threads_.size(); ++i) {
+    if (alive_[i]) continue;
+    // A thread that ended in this slot takes no lock after it marked itself dead: joining it here is short.
+    if (threads_[i].joinable()) threads_[i].join();
+    threads_[i] = std::thread([this, i] { consume(i); });
+    alive_[i] = 1;
+    ++live_;
+    return;
+  }
+}
+
+std::size_t Worker::concurrency() const {
+  std::lock_guard lock(mu_);
+  return started_ ? live_ : (options_.autoscale ? options_.autoscale->min : options_.concurrency);
 }
 
 void Worker::stop() {
@@ -84,7 +259,13 @@ void Worker::stop() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
-  if (renewer_.joinable()) renewer_.join();
+  // Only now that no task can start does the housekeeper end (it looked after every task until here).
+  {
+    std::lock_guard lock(mu_);
+    consumers_done_ = true;
+  }
+  cv_.notify_all();
+  if (housekeeper_.joinable()) housekeeper_.join();
 }
 
 WorkerStats Worker::stats() const {
@@ -92,36 +273,241 @@ WorkerStats Worker::stats() const {
   return stats_;
 }
 
-void Worker::consume() {
+void Worker::consume(std::size_t slot) {
   while (!stopping_.load(std::memory_order_acquire)) {
-    std::optional<Delivery> d = broker_->reserve(options_.queues, options_.lease, std::nullopt);
-    if (!d) continue;  // interrupted: stopping_ is set
+    std::optional<Steady::time_point> deadline;
+    if (options_.autoscale) deadline = Steady::now() + options_.autoscale->idle;
+    std::optional<Delivery> d;
+    try {
+      d = broker_->reserve(options_.queues, options_.lease, deadline);
+    } catch (const std::exception& e) {
+      // The broker failed (a locked or broken database): counted, and tried again a second later.
+      note_error(std::string("reserve: ") + e.what());
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_.load(std::memory_order_acquire); });
+      continue;
+    }
+    if (!d) {
+      if (!options_.autoscale) continue;  // interrupted: stopping_ is set
+      std::lock_guard lock(mu_);
+      if (!stopping_.load(std::memory_order_acquire) && live_ > options_.autoscale->min) {
+        alive_[slot] = 0;  // idle for `idle`: this thread ends (its slot is joined when reused, or by stop())
+        --live_;
+        return;
+      }
+      continue;
+    }
     {
       std::lock_guard lock(mu_);
       ++stats_.received;
       if (d->delivery_count > 1) ++stats_.redelivered;
-      running_.emplace(d->tag, *d);
     }
-    handle(*d);
-    std::lock_guard lock(mu_);
-    running_.erase(d->tag);
-    // The renewer, once stopping, ends when nothing runs: tell it (it may be asleep for lease/3).
-    if (running_.empty() && stopping_.load(std::memory_order_acquire)) cv_.notify_all();
+    try {
+      handle(*d);
+    } catch (const std::exception& e) {
+      // Storing a result, acknowledging or publishing a retry failed (the broker or backend is in trouble):
+      // the message goes back to the broker to run again in a second (unless it was acknowledged already).
+      note_error("task delivery " + d->tag + ": " + e.what());
+      try {
+        broker_->release(*d, std::chrono::system_clock::now() + std::chrono::seconds(1));
+      } catch (const std::exception& again) {
+        note_error("release after an error: " + std::string(again.what()));  // its lease ends it instead
+      }
+    }
   }
 }
 
-void Worker::renew_leases() {
+void Worker::note_error(const std::string& what) {
+  std::lock_guard lock(mu_);
+  ++stats_.errors;
+  stats_.last_error = what;
+}
+
+// The housekeeper sleeps until the earliest of: the next lease renewal (while tasks run), the next revocation
+// check (while tasks run), the earliest hard time limit, the next heartbeat; task starts and stop() wake it.
+void Worker::housekeep() {
+  using Clock = Steady;
+  auto next_renew = Clock::now() + options_.lease / 3;
+  auto next_control = Clock::now() + options_.control_interval;
+  auto next_beat = Clock::now();
   std::unique_lock lock(mu_);
-  while (!stopping_.load(std::memory_order_acquire) || !running_.empty()) {
-    cv_.wait_for(lock, options_.lease / 3);
-    std::vector<Delivery> now;
-    for (const auto& [tag, d] : running_) now.push_back(d);
-    lock.unlock();
-    std::uint64_t lost = 0;
-    for (const auto& d : now) lost += broker_->renew(d, options_.lease) ? 0 : 1;
-    lock.lock();
-    stats_.lease_lost += lost;
-    if (stopping_.load(std::memory_order_acquire) && running_.empty()) break;
+  for (;;) {
+    const bool stopping = stopping_.load(std::memory_order_acquire);
+    if (consumers_done_) break;
+    auto now = Clock::now();
+    if (now >= next_beat && !stopping) {
+      lock.unlock();
+      heartbeat(true);
+      lock.lock();
+      next_beat = Clock::now() + options_.heartbeat;
+      continue;
+    }
+    std::vector<std::shared_ptr<Running>> all;      // not settled: leases to renew
+    std::vector<std::pair<std::shared_ptr<Running>, std::string>> started;  // identified: their ids
+    for (const auto& [tag, r] : running_) {
+      if (r->settled || r->acked) continue;
+      all.push_back(r);
+      if (r->identified) started.emplace_back(r, r->id_);
+    }
+    if (!all.empty() && now >= next_renew) {
+      lock.unlock();
+      std::uint64_t lost = 0;
+      for (const auto& r : all) {
+        try {
+          lost += broker_->renew(r->delivery, options_.lease) ? 0 : 1;
+        } catch (const std::exception& e) {
+          note_error(std::string("lease renewal: ") + e.what());  // tried again at the next renewal
+        }
+      }
+      lock.lock();
+      stats_.lease_lost += lost;
+      next_renew = Clock::now() + options_.lease / 3;
+      continue;
+    }
+    if (!started.empty() && now >= next_control) {
+      lock.unlock();
+      for (const auto& [r, id] : started) {
+        std::optional<std::string> v;
+        try {
+          v = app_.backend().read("revoked:" + id);
+        } catch (const std::exception& e) {
+          note_error(std::string("revocation check: ") + e.what());
+          break;
+        }
+        if (!v) continue;
+        r->cancel.store(true, std::memory_order_release);
+        if (*v == "terminate") abandon(r, State::revoked, exc("TaskRevokedError", "revoked (terminate) while running"));
+      }
+      lock.lock();
+      next_control = Clock::now() + options_.control_interval;
+      continue;
+    }
+    // Hard time limits.
+    std::shared_ptr<Running> late;
+    std::optional<Clock::time_point> earliest;
+    for (const auto& [r, id] : started) {
+      if (!r->hard_deadline) continue;
+      if (*r->hard_deadline <= now) {
+        late = r;
+        break;
+      }
+      if (!earliest || *r->hard_deadline < *earliest) earliest = r->hard_deadline;
+    }
+    if (late) {
+      const std::string name = late->task;
+      lock.unlock();
+      const bool ended =
+          abandon(late, State::failure, exc("TimeLimitExceeded", "weft: task " + name + " exceeded its hard time limit"));
+      lock.lock();
+      if (ended) ++stats_.time_limited;
+      continue;
+    }
+    auto wake = stopping ? Clock::time_point::max() : next_beat;
+    if (!all.empty()) wake = std::min(wake, next_renew);
+    if (!started.empty()) wake = std::min(wake, next_control);
+    if (earliest) wake = std::min(wake, *earliest);
+    if (wake == Clock::time_point::max()) {
+      cv_.wait(lock);
+    } else {
+      cv_.wait_until(lock, wake);
+    }
+  }
+  lock.unlock();
+  heartbeat(false);
+}
+
+bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json& result) {
+  bool acked = false;
+  {
+    std::lock_guard lock(mu_);
+    if (r->settled) return false;
+    r->settled = true;
+    acked = r->acked;
+  }
+  r->cancel.store(true, std::memory_order_release);
+  try {
+    ResultMeta meta;
+    meta.task_id = r->id_;
+    meta.state = state;
+    meta.result = result;
+    meta.date_done = std::chrono::system_clock::now();
+    meta.name = r->task;
+    meta.retries = r->retries_;
+    store(meta);
+    if (!acked) broker_->ack(r->delivery);
+  } catch (const std::exception& e) {
+    note_error("ending task " + r->id_ + " early: " + e.what());
+  }
+  r->abandoned.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(mu_);
+    if (state == State::failure) ++stats_.failed;
+    if (state == State::revoked) ++stats_.revoked;
+  }
+  after_task(r->msg, state, result);
+  return true;
+}
+
+void Worker::heartbeat(bool online) {
+  const std::string key = "worker:" + hostname_;
+  try {
+    if (!online) {
+      app_.backend().erase(key);
+      return;
+    }
+    Json active = Json::array();
+    WorkerStats st;
+    std::size_t concurrency = 0;
+    {
+      std::lock_guard lock(mu_);
+      st = stats_;
+      concurrency = live_;
+      const auto now = Steady::now();
+      for (const auto& [tag, r] : running_) {
+        active.push_back({{"id", r->id_},
+                          {"name", r->task},
+                          {"retries", r->retries_},
+                          {"runtime", std::chrono::duration<double>(now - r->started).count()},
+                          {"delivery_count", r->delivery.delivery_count}});
+      }
+    }
+    double load[3] = {0, 0, 0};
+    if (::getloadavg(load, 3) != 3) load[0] = load[1] = load[2] = -1;
+    Json info = {{"hostname", hostname_},
+                 {"pid", ::getpid()},
+                 {"cpus", cpus()},
+                 {"pool", processes_ ? "processes" : "threads"},
+                 {"concurrency", concurrency},
+                 {"autoscale", options_.autoscale ? Json::array({options_.autoscale->max, options_.autoscale->min})
+                                                  : Json(nullptr)},
+                 {"queues", options_.queues},
+                 {"active", std::move(active)},
+                 {"stats",
+                  {{"received", st.received},
+                   {"succeeded", st.succeeded},
+                   {"failed", st.failed},
+                   {"retried", st.retried},
+                   {"revoked", st.revoked},
+                   {"poison", st.poison},
+                   {"redelivered", st.redelivered},
+                   {"lease_lost", st.lease_lost},
+                   {"time_limited", st.time_limited},
+                   {"errors", st.errors}}},
+                 {"loadavg", {load[0], load[1], load[2]}},
+                 {"registered", app_.registered()},
+                 {"timestamp", format_time(std::chrono::system_clock::now())},
+                 {"freq", std::chrono::duration<double>(options_.heartbeat).count()}};
+    app_.backend().put(key, info.dump(), options_.heartbeat * 3);
+  } catch (const std::exception& e) {
+    note_error(std::string("heartbeat: ") + e.what());
+  }
+}
+
+void Worker::after_task(const TaskMessage& m, State state, const Json& result) {
+  try {
+    detail::after_task(app_, m, state, result);
+  } catch (const std::exception& e) {
+    note_error("after task " + m.id + " (" + m.task + "): " + e.what());
   }
 }
 
@@ -132,19 +518,50 @@ void Worker::handle(const Delivery& d) {
     std::lock_guard lock(mu_);
     ++(stats_.*field);
   };
-  auto finish = [&](const std::string& id, State state, Json result, const std::string& name, int retries,
+  auto finish = [&](const std::string& id, State state, const Json& result, const std::string& name, int retries,
                     bool ignore) {
     if (!ignore && !id.empty()) {
       ResultMeta m;
       m.task_id = id;
       m.state = state;
-      m.result = std::move(result);
+      m.result = result;
       m.date_done = std::chrono::system_clock::now();
       m.name = name;
       m.retries = retries;
-      store(m);
+      try {
+        store(m);
+      } catch (const Json::exception& e) {  // a result JSON cannot hold (a string that is not UTF-8)
+        m.state = State::failure;
+        m.result = exc("EncodeError", std::string("weft: the task's result cannot be stored: ") + e.what());
+        store(m);
+      }
     }
   };
+  // Registered at once, so that its lease is renewed from now on (decoding, a rate-limit wait, a slow
+  // backend) and the housekeeper, which runs until the consume threads have ended, sees it.
+  auto r = std::make_shared<Running>();
+  r->delivery = d;
+  r->host = &hostname_;
+  r->started = Steady::now();
+  {
+    std::lock_guard lock(mu_);
+    running_.emplace(d.tag, r);
+    // Autoscale: every thread busy → one more waits for the next message (it ends again if none comes).
+    if (options_.autoscale && running_.size() >= live_ && live_ < options_.autoscale->max &&
+        !stopping_.load(std::memory_order_acquire)) {
+      grow_locked();
+    }
+  }
+  cv_.notify_all();  // the housekeeper renews its lease
+  struct Unregister {
+    Worker* w;
+    const std::string& tag;
+    ~Unregister() {
+      std::lock_guard lock(w->mu_);
+      w->running_.erase(tag);
+    }
+  } unregister{this, d.tag};
+
   TaskMessage m;
   try {
     m = decode_envelope(d.envelope);
@@ -162,19 +579,22 @@ void Worker::handle(const Delivery& d) {
     broker_->ack(d);
     return;
   }
-  if (m.expires && *m.expires <= std::chrono::system_clock::now()) {
-    finish(m.id, State::revoked, exc("TaskRevokedError", "expired"), m.task, m.retries, false);
+  auto revoke = [&](const std::string& why) {
+    const Json e = exc("TaskRevokedError", why);
+    finish(m.id, State::revoked, e, m.task, m.retries, false);
     count(&WorkerStats::revoked);
     broker_->ack(d);
-    return;
-  }
+    after_task(m, State::revoked, e);
+  };
+  if (m.expires && *m.expires <= std::chrono::system_clock::now()) return revoke("expired");
   const detail::TaskEntry* entry = app_.find(m.task);
   if (entry == nullptr) {
-    finish(m.id, State::failure, exc("NotRegistered", "weft: no task '" + m.task + "' is registered on " + hostname_),
-           m.task, m.retries, false);
+    const Json e = exc("NotRegistered", "weft: no task '" + m.task + "' is registered on " + hostname_);
+    finish(m.id, State::failure, e, m.task, m.retries, false);
     count(&WorkerStats::poison);
     count(&WorkerStats::failed);
     broker_->ack(d);
+    after_task(m, State::failure, e);
     return;
   }
   const TaskOptions& o = entry->options;
@@ -191,44 +611,137 @@ void Worker::handle(const Delivery& d) {
     std::unique_lock lock(mu_);
     cv_.wait_until(lock, slot, [&] { return Steady::now() >= slot; });
   }
-  if (!o.acks_late) broker_->ack(d);
+  // Revoked (checked after a rate-limit wait, which may be long): not run.
+  if (app_.backend().read("revoked:" + m.id)) return revoke("revoked");
+  // The message's limits (its sender's task options), else this worker's options for the task.
+  const auto hard = m.timelimit[0] ? std::optional(seconds_ms(*m.timelimit[0])) : o.time_limit;
+  const auto soft = m.timelimit[1] ? std::optional(seconds_ms(*m.timelimit[1])) : o.soft_time_limit;
+  {
+    std::lock_guard lock(mu_);
+    r->msg = m;
+    r->id_ = m.id;
+    r->task = m.task;
+    r->retries_ = m.retries;
+    r->started = Steady::now();
+    if (hard && !processes_) r->hard_deadline = r->started + *hard;  // a process pool kills at the limit itself
+    if (soft) r->soft_deadline = r->started + *soft;
+    r->identified = true;
+  }
+  cv_.notify_all();  // the housekeeper watches its limits and revocation
+  if (!o.acks_late) {
+    broker_->ack(d);
+    std::lock_guard lock(mu_);
+    r->acked = true;
+  }
   if (options_.track_started && !ignore) {
     finish(m.id, State::started, Json{{"pid", ::getpid()}, {"hostname", hostname_}}, m.task, m.retries, false);
   }
+  enum class Outcome { success, failure, bad_arguments, retry } outcome = Outcome::success;
+  Json value;
   std::optional<std::chrono::milliseconds> retry_in;
   std::string retry_reason;
-  try {
-    Json result = entry->invoke(m.args, m.kwargs);
-    finish(m.id, State::success, std::move(result), m.task, m.retries, ignore);
-    count(&WorkerStats::succeeded);
-  } catch (const ArgumentError& e) {
-    finish(m.id, State::failure, exc("TypeError", e.what()), m.task, m.retries, false);
-    count(&WorkerStats::poison);
-    count(&WorkerStats::failed);
-  } catch (const Retry& e) {
-    retry_in = e.delay().value_or(backoff(o, m.retries));
-    retry_reason = e.what();
-  } catch (const std::exception& e) {
-    if (o.autoretry_for && o.autoretry_for(e)) {
-      retry_in = backoff(o, m.retries);
-      retry_reason = type_name(e) + ": " + e.what();
-    } else {
-      finish(m.id, State::failure, exc(type_name(e), e.what()), m.task, m.retries, ignore);
-      count(&WorkerStats::failed);
+  if (processes_) {
+    // The task runs in a worker process; its answer comes back as JSON text (run_in_child). The pool kills
+    // the process at the hard limit (weft::Timeout here) and reports one that died (WorkerLost).
+    process::SubmitOptions so;
+    if (hard) so.timeout = *hard;
+    try {
+      const std::string text =
+          processes_
+              ->submit(so, &run_in_child, m.task, m.args.dump(), m.kwargs.dump(), m.id, m.retries, hostname_,
+                       static_cast<std::int64_t>(soft ? soft->count() : -1),
+                       static_cast<std::int64_t>(hard ? hard->count() : -1))
+              .get();
+      const Json j = Json::parse(text);
+      if (j.contains("ok")) {
+        value = j.at("ok");
+      } else if (j.contains("retry")) {
+        outcome = Outcome::retry;
+        const Json& delay = j.at("delay_ms");
+        retry_in = delay.is_null() ? backoff(o, m.retries) : std::chrono::milliseconds(delay.get<std::int64_t>());
+        retry_reason = j.at("retry").get<std::string>();
+      } else {
+        value = j.at("error");
+        const std::string kind = j.at("kind").get<std::string>();
+        if (kind == "bad_arguments") {
+          outcome = Outcome::bad_arguments;
+        } else if (kind == "autoretry") {
+          outcome = Outcome::retry;
+          retry_in = backoff(o, m.retries);
+          retry_reason = value.value("exc_type", std::string("error")) + ": " + value.at("exc_message").at(0).get<std::string>();
+        } else {
+          outcome = Outcome::failure;
+        }
+      }
+    } catch (const weft::Timeout&) {
+      outcome = Outcome::failure;
+      value = exc("TimeLimitExceeded", "weft: task " + m.task + " exceeded its hard time limit; its process was killed");
+      count(&WorkerStats::time_limited);
+    } catch (const process::WorkerLost& e) {
+      count(&WorkerStats::processes_lost);
+      if (o.autoretry_for && o.autoretry_for(e)) {
+        outcome = Outcome::retry;
+        retry_in = backoff(o, m.retries);
+        retry_reason = std::string("WorkerLostError: ") + e.what();
+      } else {
+        outcome = Outcome::failure;
+        value = exc("WorkerLostError", e.what());
+      }
+    } catch (const std::exception& e) {  // the result could not come back (too large, not JSON), the pool broke
+      outcome = Outcome::failure;
+      value = exc(type_name(e), e.what());
     }
-  } catch (...) {
-    finish(m.id, State::failure, exc("unknown", "a task threw something that is not a std::exception"), m.task,
-           m.retries, ignore);
-    count(&WorkerStats::failed);
+  } else {
+    t_current = r.get();
+    try {
+      value = entry->invoke(m.args, m.kwargs);
+    } catch (const ArgumentError& e) {
+      outcome = Outcome::bad_arguments;
+      value = exc("TypeError", e.what());
+    } catch (const Retry& e) {
+      outcome = Outcome::retry;
+      retry_in = e.delay().value_or(backoff(o, m.retries));
+      retry_reason = e.what();
+    } catch (const std::exception& e) {
+      if (o.autoretry_for && o.autoretry_for(e)) {
+        outcome = Outcome::retry;
+        retry_in = backoff(o, m.retries);
+        retry_reason = type_name(e) + ": " + e.what();
+      } else {
+        outcome = Outcome::failure;
+        value = exc(type_name(e), e.what());
+      }
+    } catch (...) {
+      outcome = Outcome::failure;
+      value = exc("unknown", "a task threw something that is not a std::exception");
+    }
+    t_current = nullptr;
   }
-  if (retry_in) {
-    if (o.max_retries >= 0 && m.retries >= o.max_retries) {
-      finish(m.id, State::failure,
-             exc("MaxRetriesExceededError", "weft: task " + m.task + " failed after " + std::to_string(m.retries) +
-                                                " retries: " + retry_reason),
-             m.task, m.retries, ignore);
+  {
+    std::lock_guard lock(mu_);
+    if (r->settled) return;  // the housekeeper ended it (time limit, terminate): its result is discarded
+    r->settled = true;
+  }
+  if (outcome == Outcome::retry && o.max_retries >= 0 && m.retries >= o.max_retries) {
+    outcome = Outcome::failure;
+    value = exc("MaxRetriesExceededError", "weft: task " + m.task + " failed after " + std::to_string(m.retries) +
+                                               " retries: " + retry_reason);
+  }
+  switch (outcome) {
+    case Outcome::success:
+      finish(m.id, State::success, value, m.task, m.retries, ignore);
+      count(&WorkerStats::succeeded);
+      break;
+    case Outcome::bad_arguments:
+      finish(m.id, State::failure, value, m.task, m.retries, false);
+      count(&WorkerStats::poison);
       count(&WorkerStats::failed);
-    } else {
+      break;
+    case Outcome::failure:
+      finish(m.id, State::failure, value, m.task, m.retries, ignore);
+      count(&WorkerStats::failed);
+      break;
+    case Outcome::retry: {
       TaskMessage again = m;
       again.retries = m.retries + 1;
       again.eta = std::chrono::system_clock::now() + *retry_in;
@@ -237,9 +750,12 @@ void Worker::handle(const Delivery& d) {
       broker_->publish(again.queue, encode_envelope(again), again.priority, again.eta);
       finish(m.id, State::retry, exc("Retry", retry_reason), m.task, again.retries, ignore);
       count(&WorkerStats::retried);
+      break;
     }
   }
   if (o.acks_late) broker_->ack(d);
+  if (outcome == Outcome::success) after_task(m, State::success, value);
+  if (outcome == Outcome::failure || outcome == Outcome::bad_arguments) after_task(m, State::failure, value);
 }
 
 }  // namespace weft::tasks

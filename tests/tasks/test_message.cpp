@@ -58,15 +58,17 @@ TEST(TaskMessage, DecodesCelerysOwnEnvelope) {
   EXPECT_EQ(m.reply_to, "0fa4f368-836f-30da-ac5b-d1f76a069f6f");
 }
 
+// What decode_envelope says of `text` ("no error" when it decodes).
+std::string what(const std::string& text) {
+  try {
+    (void)decode_envelope(text);
+  } catch (const ProtocolError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 TEST(TaskMessage, PoisonIsAProtocolErrorSayingWhatIsWrong) {
-  auto what = [](const std::string& text) -> std::string {
-    try {
-      (void)decode_envelope(text);
-    } catch (const ProtocolError& e) {
-      return e.what();
-    }
-    return "no error";
-  };
   EXPECT_NE(what("not json").find("not JSON"), std::string::npos);
   EXPECT_NE(what("[1]").find("not a JSON object"), std::string::npos);
   EXPECT_NE(what(R"({"body": "W10=", "headers": {}})").find("[args, kwargs, embed]"), std::string::npos);
@@ -83,6 +85,63 @@ TEST(TaskMessage, PoisonIsAProtocolErrorSayingWhatIsWrong) {
   env = Json::parse(encode_envelope(m));
   env["content-type"] = "application/x-python-serialize";
   EXPECT_NE(what(env.dump()).find("content type"), std::string::npos);
+}
+
+TEST(TaskMessage, MsgpackBodiesRoundTripAndBadOnesArePoison) {
+  TaskMessage m;
+  m.id = "m1";
+  m.task = "t.pack";
+  m.args = Json::array({1, -2.5, "text", Json::array({true, nullptr}), Json{{"k", 7}}});
+  m.kwargs = Json{{"a", 1}};
+  m.callbacks = Json::array({Json{{"task", "cb"}}});
+  m.serializer = Serializer::msgpack;
+  const std::string text = encode_envelope(m);
+  const Json env = Json::parse(text);
+  EXPECT_EQ(env["content-type"], "application/x-msgpack");
+  EXPECT_EQ(env["content-encoding"], "binary");
+  // The body is msgpack: [args, kwargs, embed] as msgpack bytes, base64 like any body.
+  const std::string raw = base64_decode(env["body"].get<std::string>());
+  EXPECT_EQ(Json::from_msgpack(raw)[0], m.args);
+  const TaskMessage back = decode_envelope(text);
+  EXPECT_EQ(back.serializer, Serializer::msgpack);
+  EXPECT_EQ(back.args, m.args);
+  EXPECT_EQ(back.kwargs, m.kwargs);
+  EXPECT_EQ(back.callbacks, m.callbacks);
+  // A body that is not msgpack: a ProtocolError that says so.
+  Json bad = env;
+  bad["body"] = base64_encode("\xc1 not msgpack");
+  try {
+    (void)decode_envelope(bad.dump());
+    ADD_FAILURE() << "no error";
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("not msgpack"), std::string::npos) << e.what();
+  }
+  // JSON stays the default.
+  m.serializer = Serializer::json;
+  EXPECT_EQ(Json::parse(encode_envelope(m))["content-type"], "application/json");
+}
+
+TEST(TaskMessage, DeeplyNestedValuesArePoisonNotACrash) {
+  TaskMessage m;
+  m.id = "deep";
+  m.task = "t";
+  // A body of 100,000 nested arrays, as JSON and as msgpack (0x91: an array of one element).
+  Json env = Json::parse(encode_envelope(m));
+  env["body"] = base64_encode(std::string(100'000, '[') + std::string(100'000, ']'));
+  EXPECT_NE(what(env.dump()).find("nested deeper than"), std::string::npos);
+  m.serializer = Serializer::msgpack;
+  env = Json::parse(encode_envelope(m));
+  env["body"] = base64_encode(std::string(100'000, '\x91') + std::string(1, '\xc0'));
+  EXPECT_NE(what(env.dump()).find("nested deeper than"), std::string::npos);
+  // Deep headers in the envelope itself.
+  const std::string deep_header = R"({"headers": {"x": )" + std::string(100'000, '[') + std::string(100'000, ']') + "}}";
+  EXPECT_NE(what(deep_header).find("nested deeper than"), std::string::npos);
+  // 100 levels are fine.
+  m.serializer = Serializer::json;
+  Json nested = 1;
+  for (int i = 0; i < 100; ++i) nested = Json::array({nested});
+  m.args = Json::array({nested});
+  EXPECT_EQ(decode_envelope(encode_envelope(m)).args, m.args);
 }
 
 TEST(TaskMessage, OversizedMessagesAreRefused) {

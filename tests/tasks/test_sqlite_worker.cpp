@@ -1,5 +1,6 @@
 // Workers on the embedded sqlite:// broker, across processes: a worker killed with SIGKILL in the middle of a
 // batch loses nothing, and only the tasks it was running run twice.
+#include "weft/process/process.hpp"
 #include "weft/tasks/app.hpp"
 #include "weft/tasks/worker.hpp"
 
@@ -26,16 +27,24 @@ using namespace std::chrono_literals;
 constexpr auto kLong = std::chrono::seconds(120);  // a safety net
 
 // Each run appends "<x>\n" to the file named by WEFT_TEST_RUNS (O_APPEND: one write per line, whole).
+// Opened per call: each test names a file of its own.
 int record(int x) {
-  static const int fd = ::open(std::getenv("WEFT_TEST_RUNS"), O_WRONLY | O_APPEND | O_CLOEXEC);
+  const int fd = ::open(std::getenv("WEFT_TEST_RUNS"), O_WRONLY | O_APPEND | O_CLOEXEC);
   const std::string line = std::to_string(x) + "\n";
   if (fd < 0 || ::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::abort();
+  ::close(fd);
   return x;
 }
 
 using weft::test::TempDir;
 
-TEST(SqliteWorker, KilledWorkerLosesNothingAndOnlyItsRunningTasksRunTwice) {
+void register_record(App& app) { app.task<&record>("t.record"); }
+
+// The worker killed is a process of its own with a thread pool, or with a process pool (its worker processes
+// die with it: the pool's processes end when their parent does).
+class SqliteWorker : public ::testing::TestWithParam<Pool> {};
+
+TEST_P(SqliteWorker, KilledWorkerLosesNothingAndOnlyItsRunningTasksRunTwice) {
   TempDir dir;
   const std::string db = "sqlite://" + dir.db();
   const std::string runs = dir.path() + "/runs.txt";
@@ -53,9 +62,10 @@ TEST(SqliteWorker, KilledWorkerLosesNothingAndOnlyItsRunningTasksRunTwice) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    if (GetParam() == Pool::processes) weft::process::start_fork_server();  // this child has one thread
     App app({.broker = db, .backend = db});
-    app.task<&record>("t.record");
-    Worker w(app, {.concurrency = 2, .lease = 2000ms});
+    register_record(app);
+    Worker w(app, {.concurrency = 2, .lease = 2000ms, .pool = GetParam(), .setup = &register_record});
     w.start();
     for (;;) ::pause();
   }
@@ -85,5 +95,8 @@ TEST(SqliteWorker, KilledWorkerLosesNothingAndOnlyItsRunningTasksRunTwice) {
   EXPECT_LE(twice, 2) << "more duplicates than the killed worker had tasks running";
   EXPECT_EQ(app.broker().size("celery"), 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Pools, SqliteWorker, ::testing::Values(Pool::threads, Pool::processes),
+                         [](const auto& p) { return std::string(p.param == Pool::threads ? "threads" : "processes"); });
 
 }  // namespace

@@ -93,7 +93,8 @@ TEST(WeftCli, HelpListsCommandsAndOptions) {
 TEST(WeftCli, DemoHelpListsItsOptions) {
   const CliRun r = weft("demo --help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  for (const char* option : {"--limit", "--chunk", "--threads", "--trace", "--quiet", "--pages", "--concurrency"}) {
+  for (const char* option : {"--limit", "--chunk", "--threads", "--trace", "--quiet", "--pages", "--concurrency",
+                             "--tasks", "--tasks-limit"}) {
     EXPECT_TRUE(contains(r.output, option)) << option << " missing from:\n" << r.output;
   }
 }
@@ -113,7 +114,8 @@ TEST(WeftCli, NoCommandFails) {
 
 TEST(WeftCli, DemoRejectsInvalidOptions) {
   for (const char* args : {"demo --chunk 0", "demo --limit 1", "demo --threads many", "demo --no-such-option",
-                           "demo --pages 0", "demo --concurrency 0"}) {
+                           "demo --pages 0", "demo --concurrency 0", "demo --tasks 0", "demo --tasks 10001",
+                           "demo --tasks-limit 1"}) {
     const CliRun r = weft(args);
     EXPECT_NE(r.exit_code, 0) << args << ":\n" << r.output;
     EXPECT_NE(r.exit_code, -1) << args << ": weft did not exit normally";
@@ -122,8 +124,8 @@ TEST(WeftCli, DemoRejectsInvalidOptions) {
 
 TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
   TempFile trace("demo");
-  const CliRun r = weft("demo --limit 200000 --chunk 10000 --threads 2 --sort-size 300000 --fib 27 --quiet --trace " +
-                     shell_quote(trace.path().string()));
+  const CliRun r = weft("demo --limit 200000 --chunk 10000 --threads 2 --sort-size 300000 --fib 27 "
+                     "--tasks-limit 100000 --tasks 50 --quiet --trace " + shell_quote(trace.path().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // π(200,000) = 17,984, from the pool run and the sequential run.
   EXPECT_TRUE(contains(r.output, "primes below 200000: 17984")) << r.output;
@@ -145,17 +147,35 @@ TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
   EXPECT_TRUE(contains(r.output, "fib(27) = 196418")) << r.output;
   EXPECT_TRUE(contains(r.output, "sort 300000 keys (fork/join)")) << r.output;
   // The async I/O section: 60 slow pages fetched from the demo's own HTTP server, sequentially and 20 at once.
-  EXPECT_TRUE(contains(r.output, "[7/10] async I/O")) << r.output;
+  EXPECT_TRUE(contains(r.output, "[7/11] async I/O")) << r.output;
   // The multiprocessing section: the same chunks on a ProcessPool, with the same count.
-  EXPECT_TRUE(contains(r.output, "[8/10] multiprocessing")) << r.output;
+  EXPECT_TRUE(contains(r.output, "[8/11] multiprocessing")) << r.output;
   EXPECT_TRUE(contains(r.output, "the process pool agrees with the thread pool and the sequential count")) << r.output;
   EXPECT_TRUE(contains(r.output, "(processes)")) << r.output;
   EXPECT_TRUE(contains(r.output, "the server saw at most 20 requests at once")) << r.output;
   EXPECT_TRUE(contains(r.output, "the same both ways: ok")) << r.output;
   EXPECT_TRUE(contains(r.output, "60 slow pages over HTTP (async, 20 at once)")) << r.output;
+  // The task-queue section: a worker in the demo's process on a temporary sqlite broker and backend; the batch
+  // of 50 tasks counts π(100,000) = 9,592, like one thread; a task succeeds on its retry; a Beat's periodic task
+  // runs three times; the worker's counters show the one retry and no failure.
+  EXPECT_TRUE(contains(r.output, "[9/11] task queue")) << r.output;
+  EXPECT_TRUE(contains(r.output, "in this process, 2 threads")) << r.output;
+  EXPECT_TRUE(contains(r.output, "batch: 50 tasks sent with delay(), one per chunk of 2000 numbers")) << r.output;
+  EXPECT_TRUE(contains(r.output, "primes below 100000: 9592  (")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the same as counted on one thread: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "published value pi(100000) = 9592: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "round trip p50")) << r.output;
+  EXPECT_TRUE(contains(r.output, "retry: demo.flaky raised std::runtime_error on its first attempt")) << r.output;
+  EXPECT_TRUE(contains(r.output, "then ended SUCCESS after 1 retry")) << r.output;
+  EXPECT_TRUE(contains(r.output, "waited for 3 ticks: 3 ran")) << r.output;
+  EXPECT_TRUE(contains(r.output, "retried 1, failed 0  ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "primes below 100000 (task queue, sqlite)")) << r.output;
+  EXPECT_FALSE(contains(r.output, "WRONG")) << r.output;
+  EXPECT_FALSE(contains(r.output, "FAILED")) << r.output;
   EXPECT_TRUE(contains(r.output, "all checks passed")) << r.output;
   // --quiet: no progress display at all.
   EXPECT_FALSE(contains(r.output, "counting")) << r.output;
+  EXPECT_FALSE(contains(r.output, "task queue: 100%")) << r.output;
 
   ASSERT_TRUE(std::filesystem::exists(trace.path())) << r.output;
   const std::string json = read_file(trace.path());
@@ -166,10 +186,17 @@ TEST(WeftCli, DemoCountsPrimesAndWritesTrace) {
 
 TEST(WeftCli, DemoOnOneThreadAgreesWithKnownCount) {
   TempFile trace("one-thread");
-  const CliRun r = weft("demo --limit 100000 --chunk 7777 --threads 1 --sort-size 1000 --fib 20 --quiet --trace " +
-                     shell_quote(trace.path().string()));
+  const CliRun r = weft("demo --limit 100000 --chunk 7777 --threads 1 --sort-size 1000 --fib 20 --tasks-limit 200000 "
+                     "--tasks 30 --quiet --trace " + shell_quote(trace.path().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "primes below 100000: 9592")) << r.output;
+  // The task queue's worker has one thread too; 30 tasks of 6,667 numbers count π(200,000) = 17,984.
+  EXPECT_TRUE(contains(r.output, "in this process, 1 thread;")) << r.output;
+  EXPECT_TRUE(contains(r.output, "batch: 30 tasks sent with delay(), one per chunk of 6667 numbers")) << r.output;
+  EXPECT_TRUE(contains(r.output, "primes below 200000: 17984  (")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the same as counted on one thread: ok")) << r.output;
+  EXPECT_TRUE(contains(r.output, "then ended SUCCESS after 1 retry")) << r.output;
+  EXPECT_TRUE(contains(r.output, "waited for 3 ticks: 3 ran")) << r.output;
   EXPECT_TRUE(contains(r.output, "weft::parallel_sort on 1 worker:")) << r.output;
   EXPECT_TRUE(contains(r.output, "fib(20) = 6765")) << r.output;
   EXPECT_TRUE(contains(r.output, "all checks passed")) << r.output;
@@ -178,10 +205,12 @@ TEST(WeftCli, DemoOnOneThreadAgreesWithKnownCount) {
 TEST(WeftCli, DemoProgressLinesWhenNotATerminal) {
   // stderr is a pipe here, so the progress display is plain lines (at most one per quarter), not a bar.
   TempFile trace("progress");
-  const CliRun r = weft("demo --limit 100000 --chunk 1000 --threads 3 --sort-size 1000 --fib 20 --trace " +
-                     shell_quote(trace.path().string()));
+  const CliRun r = weft("demo --limit 100000 --chunk 1000 --threads 3 --sort-size 1000 --fib 20 --tasks-limit 100000 "
+                     "--tasks 40 --trace " + shell_quote(trace.path().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "counting: 100%  100/100")) << r.output;
+  // The task-queue batch's progress follows its results.
+  EXPECT_TRUE(contains(r.output, "task queue: 100%  40/40")) << r.output;
   EXPECT_FALSE(contains(r.output, "\r")) << "a bar was drawn into a pipe";
   std::size_t lines = 0;
   for (std::size_t at = 0; (at = r.output.find("counting:", at)) != std::string::npos; ++at) ++lines;

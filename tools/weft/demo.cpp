@@ -15,8 +15,12 @@
 //   8. processes:  the chunks of section 1 as tasks of a ProcessPool (worker processes from the fork server,
 //                  base primes computed once per worker by its initializer): same count, speedup against the
 //                  ThreadPool and one thread.
-//   9. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
-//  10. summary:    wall time and speedup of sections 1, 2, 5, 6, 7 and 8, and the thread pool's counters.
+//   9. task queue: an App on a fresh sqlite database (broker and backend, removed afterwards) and a Worker of
+//                  as many threads as the pool in this process: a batch of prime-counting tasks sent with
+//                  delay() (its count checked against one thread's), a task that succeeds on its retry, and a
+//                  periodic task sent by a Beat (demo_tasks.cpp).
+//  10. trace:      the spans of section 1 written as Chrome trace JSON, and the per-task summary.
+//  11. summary:    wall time and speedup of sections 1, 2, 5, 6, 7, 8 and 9, and the thread pool's counters.
 #include "demo.hpp"
 #include "demo_async.hpp"
 
@@ -43,6 +47,7 @@
 
 #include "demo_fork_join.hpp"
 #include "demo_process.hpp"
+#include "demo_tasks.hpp"
 #include "primes.hpp"
 #include "progress.hpp"
 #include "table.hpp"
@@ -207,6 +212,7 @@ std::string rate(std::size_t tasks, double seconds) {
 }  // namespace
 
 int run_demo(const DemoOptions& options) {
+  const TaskQueueDemoOptions task_options{.limit = options.tasks_limit, .tasks = options.tasks};
   constexpr std::uint64_t kMaxTasks = 1'000'000;  // one future each: keep the bookkeeping bounded
   constexpr int kFibCutoff = 20;                   // below it fib recurses plainly: a join costs ~10 calls
   if (options.chunk == 0 || (options.limit + options.chunk - 1) / options.chunk > kMaxTasks) {
@@ -226,7 +232,7 @@ int run_demo(const DemoOptions& options) {
   fmt::print("           on a ThreadPool of {} threads ({} CPUs online)\n\n", threads,
              std::thread::hardware_concurrency());
 
-  fmt::print("[1/10] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
+  fmt::print("[1/11] thread pool: one task per chunk, results gathered with as_completed (tracing on)\n");
   trace::clear();
   trace::enable();
   const RunResult parallel = count_on_pool(pool, w, style);
@@ -234,7 +240,7 @@ int run_demo(const DemoOptions& options) {
   trace::disable();
   fmt::print("  primes below {}: {}  ({:.3f} s)\n\n", w.limit, parallel.primes, parallel.seconds);
 
-  fmt::print("[2/10] sequential: the same chunks on one thread\n");
+  fmt::print("[2/11] sequential: the same chunks on one thread\n");
   const RunResult sequential = count_sequentially(w, style);
   const double speedup = parallel.seconds > 0 ? sequential.seconds / parallel.seconds : 0;
   fmt::print("  primes below {}: {}  ({:.3f} s)\n", w.limit, sequential.primes, sequential.seconds);
@@ -251,31 +257,31 @@ int run_demo(const DemoOptions& options) {
   }
   fmt::print("  speedup: {:.2f}x on {} threads\n\n", speedup, threads);
 
-  fmt::print("[3/10] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
+  fmt::print("[3/11] futures: pi(10^k) as tasks, each chained with then() to a check, gathered by when_all\n");
   ok = futures_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[4/10] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
+  fmt::print("[4/11] channel: producer tasks send block counts through a bounded Channel to a consumer\n");
   ok = channel_section(pool) && ok;
   fmt::print("\n");
 
-  fmt::print("[5/10] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
+  fmt::print("[5/11] fork/join: a parallel sort on a work-stealing ForkJoinPool\n");
   const ForkJoinResult sorted = fork_join_sort(options.sort_size, options.threads);
   ok = sorted.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[6/10] fork/join: a recursive computation, one join per call\n");
+  fmt::print("[6/11] fork/join: a recursive computation, one join per call\n");
   const ForkJoinResult fib = fork_join_fib(options.fib, kFibCutoff, options.threads);
   ok = fib.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[7/10] async I/O: fetch slow pages from a local HTTP server on one thread's event loop\n");
+  fmt::print("[7/11] async I/O: fetch slow pages from a local HTTP server on one thread's event loop\n");
   const AsyncFetchResult fetched =
       async_fetch(options.pages, std::chrono::milliseconds(options.page_latency_ms), options.concurrency);
   ok = fetched.ok && ok;
   fmt::print("\n");
 
-  fmt::print("[8/10] multiprocessing: the same chunks on a ProcessPool of worker processes\n");
+  fmt::print("[8/11] multiprocessing: the same chunks on a ProcessPool of worker processes\n");
   const ProcessDemoResult processes =
       process_primes(w.limit, w.chunk, options.threads, sequential.primes, options.quiet);
   ok = processes.ok && ok;
@@ -283,13 +289,18 @@ int run_demo(const DemoOptions& options) {
              processes.seconds > 0 ? sequential.seconds / processes.seconds : 0,
              processes.seconds > 0 ? parallel.seconds / processes.seconds : 0);
 
-  fmt::print("[9/10] trace of the thread-pool run\n");
+  fmt::print("[9/11] task queue: a worker pool in this process on a sqlite broker and result backend\n");
+  const TaskQueueDemoResult queued = task_queue_demo(task_options, threads, options.quiet);
+  ok = queued.ok && ok;
+  fmt::print("\n");
+
+  fmt::print("[10/11] trace of the thread-pool run\n");
   trace_section(options.trace_path);
   fmt::print("\n");
 
   pool.shutdown();  // joins the workers, so the counters below are final
   const ThreadPoolStats stats = pool.stats();
-  fmt::print("[10/10] summary\n");
+  fmt::print("[11/11] summary\n");
   Table table({"workload", "threads", "wall time", "tasks", "tasks/s", "speedup"});
   const std::string workload = fmt::format("primes below {}", w.limit);
   table.add_row({workload + " (pool)", std::to_string(threads), fmt::format("{:.3f} s", parallel.seconds),
@@ -307,6 +318,13 @@ int run_demo(const DemoOptions& options) {
     table.add_row({f->workload + " (sequential)", "1", fmt::format("{:.3f} s", f->sequential_seconds), "-", "-",
                    "1.00x"});
   }
+  table.add_row({fmt::format("primes below {} (task queue, sqlite)", queued.limit), std::to_string(queued.workers),
+                 fmt::format("{:.3f} s", queued.seconds), std::to_string(queued.tasks),
+                 rate(queued.tasks, queued.seconds), fmt::format("{:.2f}x", queued.speedup())});
+  if (queued.limit != w.limit) {
+    table.add_row({fmt::format("primes below {} (sequential)", queued.limit), "1",
+                   fmt::format("{:.3f} s", queued.sequential_seconds), "-", "-", "1.00x"});
+  }
   const std::string pages = fmt::format("{} slow pages over HTTP", fetched.pages);
   table.add_row({pages + " (async, " + std::to_string(fetched.concurrency) + " at once)", "1",
                  fmt::format("{:.3f} s", fetched.concurrent_seconds), std::to_string(fetched.pages),
@@ -321,10 +339,12 @@ int run_demo(const DemoOptions& options) {
   return ok ? 0 : 1;
 }
 
+
 Command add_demo_command(CLI::App& app) {
   auto options = std::make_shared<DemoOptions>();
   CLI::App* sub = app.add_subcommand("demo", "Count primes on a thread pool with futures and tracing, sort and "
-                                             "recurse on a fork/join pool; report the speedups");
+                                             "recurse on a fork/join pool, fetch pages, run worker processes "
+                                             "and a task queue; report the speedups");
   sub->add_option("--limit", options->limit, "Count the primes below this number")
       ->capture_default_str()
       ->check(CLI::Range(std::uint64_t{2}, std::uint64_t{1} << 32));
@@ -351,6 +371,12 @@ Command add_demo_command(CLI::App& app) {
   sub->add_option("--concurrency", options->concurrency, "Async I/O section: requests in flight at most")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000}));
+  sub->add_option("--tasks", options->tasks, "Task-queue section: tasks in the batch (chunks of its limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
+  sub->add_option("--tasks-limit", options->tasks_limit, "Task-queue section: the batch counts the primes below this")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{2}, std::uint64_t{1} << 32));
   sub->add_flag("--quiet,-q", options->quiet, "No progress display");
   return Command{sub, [options] { return run_demo(*options); }};
 }

@@ -4,7 +4,8 @@
 // futures completing), repeats the count on one thread for the speedup, chains futures with then() and
 // when_all, streams results through a Channel, sorts and recurses on a work-stealing ForkJoinPool (with
 // speedups over the sequential versions), fetches slow pages from a local HTTP server on one thread's event
-// loop (one at a time, then many at once), records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
+// loop (one at a time, then many at once), runs a task queue on an embedded sqlite broker (a batch, a retry, a
+// periodic task), records a trace of the pool run (Chrome/Perfetto JSON plus a per-task summary) and ends with
 // a summary table. Every result is checked; a wrong count is a non-zero exit.
 #pragma once
 
@@ -29,6 +30,8 @@ struct DemoOptions {
   std::size_t pages = 60;                            ///< pages fetched by the async I/O section
   int page_latency_ms = 20;                          ///< how long each page takes to answer
   std::size_t concurrency = 20;                      ///< async I/O section: requests in flight at most
+  std::uint64_t tasks_limit = 2'000'000;             ///< task-queue section: its batch counts the primes below this
+  std::size_t tasks = 100;                           ///< task-queue section: tasks in the batch
 };
 
 /// Runs the demo: the report goes to stdout, progress to stderr. Returns 0 when every check passed, 1

@@ -12,6 +12,7 @@
 
 #include "command.hpp"
 #include "demo.hpp"
+#include "tasks_cmd.hpp"
 
 #ifndef WEFT_VERSION
 #error "WEFT_VERSION must be defined by the build (the project version)"
@@ -21,8 +22,10 @@ namespace {
 
 using Registration = weft::cli::Command (*)(CLI::App&);
 
-constexpr std::array<Registration, 1> kCommands{
-    &weft::cli::add_demo_command,
+constexpr std::array<Registration, 8> kCommands{
+    &weft::cli::add_demo_command,    &weft::cli::add_worker_command, &weft::cli::add_beat_command,
+    &weft::cli::add_call_command,    &weft::cli::add_result_command, &weft::cli::add_inspect_command,
+    &weft::cli::add_purge_command,   &weft::cli::add_revoke_command,
 };
 
 std::string command_names(const std::vector<weft::cli::Command>& commands) {

@@ -8,11 +8,13 @@
 //   weft::tasks::AsyncResult r = add_task.delay(2, 3);  // a worker runs it
 //   int five = r.get<int>(std::chrono::seconds(10));
 //
-// Arguments travel as JSON (Celery's default serializer) and are converted to the parameter types by the
+// Arguments travel as JSON (Celery's default serializer; msgpack with AppOptions/TaskOptions/CallOptions
+// ::serializer) and are converted to the parameter types by the
 // worker; a mismatch fails the task with a TypeError-like RemoteError instead of crashing the worker. Any type
 // with nlohmann::json's to_json/from_json (NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE) can be an argument or result.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <exception>
@@ -70,6 +72,7 @@ struct TaskOptions {
   bool ignore_result = false;                     ///< store no result (SUCCESS/FAILURE) for it
   std::string queue = "celery";
   int priority = 0;                               ///< 0-9, higher first
+  std::optional<Serializer> serializer{};         ///< the body's encoding (default: the App's)
 };
 
 /// retry_on<A, B>(): an autoretry_for that matches exceptions of those types (or derived from them).
@@ -88,9 +91,52 @@ struct CallOptions {
   std::optional<std::string> queue{};
   std::optional<std::string> task_id{};
   Json headers = Json::object();  ///< extra headers
+  std::optional<Serializer> serializer{};  ///< the body's encoding (default: the task's, else the App's)
 };
 
 class App;
+
+/// How a revocation acts (AsyncResult::revoke).
+struct RevokeOptions {
+  /// Also end the task if it is running: its worker stores REVOKED at once, acknowledges it and discards the
+  /// task's own result. The function itself is not stopped (TaskContext::cancelled() tells it to stop); in a
+  /// process pool its process is not killed either, and stays busy until the function returns or reaches
+  /// its hard time limit.
+  bool terminate = false;
+  /// How long workers remember the revocation: a message of the task that reaches a worker later than this
+  /// runs. Covers the time the task may wait in a queue (countdown, eta, backlog).
+  std::chrono::milliseconds remember{std::chrono::hours(24)};
+};
+
+/// A live worker, as its latest heartbeat describes it (weft/tasks/worker.hpp).
+struct WorkerInfo {
+  std::string hostname;
+  long pid = 0;
+  int cpus = 0;
+  std::string pool;                     ///< "threads" or "processes"
+  std::size_t concurrency = 0;
+  std::vector<std::string> queues;
+  Json active = Json::array();          ///< [{"id", "name", "retries", "runtime" (s), "delivery_count"}]
+  Json stats = Json::object();          ///< the worker's counters (WorkerStats)
+  std::vector<std::string> registered;  ///< its task names
+  std::array<double, 3> loadavg{};      ///< the machine's 1, 5, 15 minute load
+  SysTime timestamp{};                  ///< when the heartbeat was written
+  double freq = 0;                      ///< seconds between heartbeats
+  Json raw = Json::object();            ///< the whole heartbeat
+};
+
+/// A task call that is not sent yet (Celery's signature): used by the canvas (chain, group, chord;
+/// weft/tasks/canvas.hpp) and as link / link_error callbacks. Travels inside messages as Celery's JSON
+/// signature {"task", "args", "kwargs", "options", "subtask_type", "immutable"} (canvas.hpp converts).
+struct Signature {
+  std::string task;                ///< the registered task name
+  Json args = Json::array();
+  Json kwargs = Json::object();
+  CallOptions options{};
+  bool immutable = false;          ///< true: a parent's result is not prepended to args (Celery's .si())
+  std::vector<Signature> link{};       ///< called with this task's result when it succeeds
+  std::vector<Signature> link_error{};  ///< called with this task's id when it fails
+};
 
 /// A handle on a task's state and result in the backend. Copyable; thread-safe (it holds only ids).
 class AsyncResult {
@@ -127,6 +173,10 @@ class AsyncResult {
   }
   /// Deletes the stored result.
   void forget() const { backend_->forget(id_); }
+  /// Revokes the task: a worker that receives it later stores REVOKED instead of running it; with
+  /// options.terminate a running one is ended too (RevokeOptions). Throws std::invalid_argument (remember not
+  /// above 0), weft::Error (backend failure).
+  void revoke(const RevokeOptions& options = {}) const;
 
   /// A weft::Future of the result: get() runs as a task of `executor` (any weft executor, e.g. a ThreadPool
   /// kept for waiting), which it occupies while it waits. Throws what executor.submit throws.
@@ -180,9 +230,9 @@ Json invoke_json(const Json& args, const Json& kwargs, std::string_view name, st
 }
 
 template <auto F>
-struct Signature;
+struct FnTraits;
 template <class R, class... A, R (*F)(A...)>
-struct Signature<F> {
+struct FnTraits<F> {
   using Result = R;
   using Args = std::tuple<Decay<A>...>;
   static Json invoke(const Json& args, const Json& kwargs, std::string_view name) {
@@ -196,13 +246,14 @@ struct AppOptions {
   std::string broker = "memory://";
   std::string backend = "memory://";
   std::string name = "weft";
+  Serializer serializer = Serializer::json;  ///< how calls' arguments travel (JSON, or msgpack)
 };
 
 /// A typed task handle returned by App::task. Copyable; thread-safe.
 template <auto F>
 class Task {
  public:
-  using Result = typename detail::Signature<F>::Result;
+  using Result = typename detail::FnTraits<F>::Result;
 
   /// Runs the function here, now (no broker, no result stored).
   template <class... A>
@@ -215,10 +266,21 @@ class Task {
   /// Sends a call with options.
   template <class... A>
   AsyncResult apply_async(const CallOptions& options, A&&... a) const;
+  /// A signature of a call (Celery's .s()): in a chain, the previous task's result is prepended to `a`.
+  template <class... A>
+  Signature s(A&&... a) const {
+    return Signature{name_, Json::array({Json(std::forward<A>(a))...}), Json::object(), defaults(), false};
+  }
+  /// An immutable signature (Celery's .si()): the arguments stay exactly `a`.
+  template <class... A>
+  Signature si(A&&... a) const {
+    return Signature{name_, Json::array({Json(std::forward<A>(a))...}), Json::object(), defaults(), true};
+  }
   const std::string& name() const noexcept { return name_; }
 
  private:
   friend class App;
+  CallOptions defaults() const;
   Task(App* app, std::string name) : app_(app), name_(std::move(name)) {}
   App* app_;
   std::string name_;
@@ -235,7 +297,7 @@ class App {
   template <auto F>
   Task<F> task(std::string name, TaskOptions options = {}) {
     add_entry(detail::TaskEntry{name, std::move(options), [n = name](const Json& args, const Json& kwargs) {
-                                  return detail::Signature<F>::invoke(args, kwargs, n);
+                                  return detail::FnTraits<F>::invoke(args, kwargs, n);
                                 }});
     return Task<F>(this, std::move(name));
   }
@@ -244,6 +306,21 @@ class App {
   /// MessageTooLarge, weft::Error (broker failure).
   AsyncResult send_task(const std::string& name, Json args = Json::array(), Json kwargs = Json::object(),
                         const CallOptions& options = {});
+
+  /// The message send_task would publish for this call (id, eta/expires from the options, the registered
+  /// task's queue, priority, limits, ignore_result and serializer unless the options say otherwise). Throws
+  /// std::invalid_argument (no name).
+  TaskMessage make_message(const std::string& name, Json args, Json kwargs, const CallOptions& options) const;
+
+  /// Publishes a message built by the caller (canvas and tools use this; send_task builds one). Fills an empty
+  /// id (a new UUID), root_id (the id) and origin. Throws MessageTooLarge, weft::Error (broker failure).
+  AsyncResult send_message(TaskMessage m);
+
+  /// Revokes task `id` (AsyncResult::revoke).
+  void revoke(const std::string& id, const RevokeOptions& options = {}) const { result(id).revoke(options); }
+  /// The live workers, from their heartbeats in the backend (those heard from within three heartbeats), by
+  /// hostname. Throws weft::Error (backend failure); skips a heartbeat that cannot be read.
+  std::vector<WorkerInfo> workers() const;
 
   /// The registered task `name`, or null.
   const detail::TaskEntry* find(std::string_view name) const;
@@ -259,11 +336,22 @@ class App {
  private:
   void add_entry(detail::TaskEntry e);
   AppOptions options_;
+  std::string origin_;  // "<pid>@<host>"
   std::shared_ptr<Broker> broker_;
   std::shared_ptr<ResultBackend> backend_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<const detail::TaskEntry>> tasks_;
 };
+
+template <auto F>
+CallOptions Task<F>::defaults() const {
+  CallOptions o;
+  if (const auto* e = app_->find(name_)) {
+    o.queue = e->options.queue;
+    o.priority = e->options.priority;
+  }
+  return o;
+}
 
 template <auto F>
 template <class... A>

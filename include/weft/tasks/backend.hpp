@@ -5,10 +5,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "weft/tasks/message.hpp"
 
@@ -57,6 +61,38 @@ class ResultBackend {
                                          std::optional<std::chrono::steady_clock::time_point> deadline) = 0;
   /// Deletes what is stored for the task.
   virtual void forget(std::string_view task_id) = 0;
+
+  // Small shared entries beside the results, for coordination between clients, workers and beats (worker
+  // heartbeats "worker:<hostname>", revocations "revoked:<task id>", periodic-task claims "beat:...", chord
+  // counters "chord:<group id>"). Keys and values are text; an entry with a time to live disappears that long
+  // after it was written (wall clock, so that several processes agree). Keys are at most kMaxKey bytes, values
+  // at most kMaxValue bytes (std::invalid_argument above, or for an empty key); a ttl must be above 0.
+
+  static constexpr std::size_t kMaxKey = 512;
+  static constexpr std::size_t kMaxValue = std::size_t{1} << 20;
+
+  /// Sets `key` to `value` (replacing it), living `ttl` (none: until erased).
+  virtual void put(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl) = 0;
+  /// Sets `key` only when it is absent (or expired): true if this call set it. Atomic across processes: of
+  /// several callers at once exactly one gets true (a lock, a once-per-period claim).
+  virtual bool put_if_absent(std::string_view key, std::string_view value,
+                             std::optional<std::chrono::milliseconds> ttl) = 0;
+  /// The value of `key`, nullopt when absent or expired.
+  virtual std::optional<std::string> read(std::string_view key) = 0;
+  /// The live entries whose key starts with `prefix`, in key order, at most `limit` of them.
+  virtual std::vector<std::pair<std::string, std::string>> scan(std::string_view prefix, std::size_t limit = 10'000) = 0;
+  /// Adds `by` to the integer at `key` (absent or expired: 0) and returns the new value; `ttl` (if given)
+  /// restarts its time to live. Atomic across processes. Throws ProtocolError when the value is not an integer.
+  virtual std::int64_t incr(std::string_view key, std::int64_t by,
+                            std::optional<std::chrono::milliseconds> ttl = std::nullopt) = 0;
+  /// Removes `key`; false when it was absent (or expired).
+  virtual bool erase(std::string_view key) = 0;
+
+ protected:
+  /// For implementations: throws std::invalid_argument for a key/value/ttl outside the limits above.
+  static void check_entry(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl);
+  /// For implementations: the integer an incr() finds (empty: 0). Throws ProtocolError for other text.
+  static std::int64_t parse_counter(std::string_view key, std::string_view value);
 };
 
 /// Connects to the backend named by `url`. Throws std::invalid_argument, weft::Error.

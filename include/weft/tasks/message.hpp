@@ -43,6 +43,12 @@ class MessageTooLarge : public weft::Error {
   using weft::Error::Error;
 };
 
+/// How a message's body [args, kwargs, embed] is serialized (kombu's content types).
+enum class Serializer {
+  json,     ///< "application/json" (Celery's default)
+  msgpack,  ///< "application/x-msgpack": smaller and faster to decode for numbers
+};
+
 /// One call of a task (Celery protocol 2: headers + body [args, kwargs, embed]).
 struct TaskMessage {
   std::string id;                 ///< the task id (a UUID), also the result's key
@@ -67,6 +73,7 @@ struct TaskMessage {
   std::string queue = "celery";   ///< routing key
   std::string reply_to;
   Json extra_headers = Json::object();  ///< other headers, kept as they came
+  Serializer serializer = Serializer::json;  ///< the body's encoding (decode_envelope reports the one it read)
 };
 
 /// A random (version 4) UUID in its 36-character text form. Thread-safe.
@@ -76,7 +83,8 @@ std::string new_task_id();
 /// MessageTooLarge (above kMaxEnvelope), Json's type_error for arguments that are not valid UTF-8 strings.
 std::string encode_envelope(const TaskMessage& m, std::string_view delivery_tag = {});
 
-/// Parses an envelope. Unknown headers land in extra_headers. Throws ProtocolError with what is wrong.
+/// Parses an envelope (a JSON or msgpack body). Unknown headers land in extra_headers. Throws ProtocolError
+/// with what is wrong (another content type included; values nested deeper than 128 levels).
 TaskMessage decode_envelope(std::string_view envelope);
 
 /// ISO 8601 UTC with microseconds ("2026-11-22T21:30:00.123456+00:00", Celery's form) and back. parse_time

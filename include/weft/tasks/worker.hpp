@@ -4,12 +4,25 @@
 //  1. reserve() the next message of the worker's queues under a lease (a prefetch of one per thread);
 //  2. decode it; a message that cannot be decoded, names no registered task, or carries arguments that do not
 //     fit is poison: its task (when it names an id) gets FAILURE with a clear error, and it is acknowledged,
-//     never retried; an expired one (expires passed) gets REVOKED;
+//     never retried; an expired one (expires passed) or a revoked one (App::revoke) gets REVOKED;
 //  3. run the task (acks_late: acknowledge after; otherwise before), store SUCCESS or FAILURE unless
 //     ignore_result, or — on Retry, or an exception its autoretry_for accepts, while retries are left —
 //     publish it again with retries + 1 at now + its backoff delay, store RETRY, and acknowledge this delivery;
-//  4. while a task runs, a renewer thread extends its lease every lease/3, so a slow task is not delivered
-//     to another worker; a renewal that fails is counted (lease_lost): another worker may run it as well.
+//     then send what the message's canvas asks for (callbacks, the rest of a chain, a chord's body).
+// One housekeeping thread, while tasks run:
+//  4. extends their leases every lease/3, so that a slow task is not delivered to another worker; a renewal
+//     that fails is counted (lease_lost): another worker may run it as well;
+//  5. every `control_interval` looks for revocations of the running tasks: the task's context reports
+//     cancelled() (a task polls it to stop early; in a process pool it reports only the hard limit); with
+//     terminate, the worker also stores REVOKED at once and acknowledges the delivery, and the task's own
+//     result is discarded when it returns;
+//  6. at a task's hard time limit stores FAILURE (TimeLimitExceeded) and acknowledges it; a thread cannot be
+//     killed safely, so the function runs on until it returns (its result is discarded) and keeps its thread
+//     busy meanwhile: tasks that may hang belong in a process pool, or should poll cancelled(). The soft limit
+//     is reported by soft_time_limit_exceeded() for the task to act on;
+//  7. every `heartbeat` writes the worker's description to the backend ("worker:<hostname>", living three
+//     heartbeats): hostname, pid, CPUs, pool, concurrency, queues, the active tasks, counters, load average
+//     and registered tasks. App::workers() and `weft inspect` read them; stop() removes it.
 // stop(): no new reservations; the running tasks finish (a warm shutdown). A program that must stop at once
 // (a cold shutdown) exits without stop(): the deliveries it held are not acknowledged, so the broker delivers
 // them again once their leases end.
@@ -20,23 +33,65 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "weft/tasks/app.hpp"
+#include "weft/tasks/beat.hpp"
+
+namespace weft::process {
+class ProcessPool;
+}
 
 namespace weft::tasks {
 
+/// Where a worker runs its tasks.
+enum class Pool {
+  threads,    ///< in this process, one thread per concurrency slot
+  processes,  ///< in worker processes (crash isolation; a hard time limit kills the process): see WorkerOptions
+};
+
+/// A pool that grows and shrinks with the load (Celery's --autoscale max,min): it starts with `min` threads;
+/// when a task starts and every thread is busy, one more thread (up to `max`) starts waiting for the next
+/// message; a thread that found no message for `idle` ends while more than `min` run. Growing costs nothing
+/// while the queue is empty: a waiting thread sleeps in the broker. With Pool::processes, `max` processes
+/// are made at start (idle ones sleep) and the threads that feed them scale.
+struct Autoscale {
+  std::size_t max = 0;  ///< 1..4096
+  std::size_t min = 1;  ///< 1..max
+  std::chrono::milliseconds idle{5000};
+};
+
 struct WorkerOptions {
-  std::size_t concurrency = 0;                   ///< threads; 0: the CPUs this process may use
+  std::size_t concurrency = 0;                   ///< tasks at once; 0: the CPUs this process may use
   std::vector<std::string> queues = {"celery"};  ///< consumed in this order of preference at equal priority
   std::chrono::milliseconds lease{30'000};       ///< how long a reserved task stays ours without renewal
   bool track_started = false;                    ///< store STARTED when a task begins (one more write per task)
-  std::string hostname{};                        ///< default "weft@<host>"
+  std::string hostname{};                        ///< default "weft@<host>"; unique per live worker
+  std::chrono::milliseconds heartbeat{2000};     ///< how often the worker describes itself in the backend
+  std::chrono::milliseconds control_interval{500};  ///< how often running tasks are checked for revocation
+  Pool pool = Pool::threads;
+  /// Pool::processes: the worker processes are forked from the fork server (weft/process/process.hpp: call
+  /// start_fork_server() at the top of main), a copy of the program from before its tasks were registered,
+  /// so each registers them again on a registry of its own: `setup(app)` is called there, and each task
+  /// module in `modules` (WEFT_TASK_MODULE) is loaded there. At least one of the two is needed. Only the
+  /// task's name, arguments and result cross between the processes (JSON text).
+  void (*setup)(App&) = nullptr;
+  std::vector<std::string> modules{};
+  /// Pool::processes: a worker process is replaced after this many tasks (0: never), for leaky task code.
+  std::uint64_t max_tasks_per_child = 0;
+  /// Pool::processes: the largest arguments or result (JSON text) that cross to and from a worker process;
+  /// a larger result fails its task. Each process has two shared-memory rings of this size. 1 KiB to
+  /// kMaxEnvelope.
+  std::size_t process_max_message = std::size_t{1} << 20;
+  /// Grow and shrink between autoscale->min and max threads instead of a fixed `concurrency`.
+  std::optional<Autoscale> autoscale{};
 };
 
 struct WorkerStats {
@@ -48,12 +103,70 @@ struct WorkerStats {
   std::uint64_t poison = 0;     ///< undecodable, unknown task, bad arguments
   std::uint64_t redelivered = 0;///< deliveries with delivery_count > 1 (a previous worker died or lost the lease)
   std::uint64_t lease_lost = 0; ///< renewals that found the lease gone
+  std::uint64_t time_limited = 0;  ///< tasks failed at their hard time limit
+  std::uint64_t processes_lost = 0;  ///< Pool::processes: tasks whose process died under them (WorkerLostError)
+  std::uint64_t errors = 0;     ///< housekeeping or follow-up failures (heartbeat, canvas send); see last_error
+  std::string last_error;       ///< the latest of those, for the operator
 };
+
+/// What the task running on the calling thread can ask about itself. Valid inside a task function only.
+/// Thread-safe.
+class TaskContext {
+ public:
+  virtual ~TaskContext() = default;
+  virtual const std::string& id() const noexcept = 0;
+  virtual const std::string& name() const noexcept = 0;
+  virtual int retries() const noexcept = 0;
+  /// The worker's hostname.
+  virtual const std::string& hostname() const noexcept = 0;
+  /// True once the task's soft time limit has passed.
+  virtual bool soft_time_limit_exceeded() const noexcept = 0;
+  /// True once the task should give up: it was revoked, or its hard time limit passed (its result will be
+  /// discarded either way). Cheap: poll it in loops.
+  virtual bool cancelled() const noexcept = 0;
+};
+
+/// The context of the task running on this thread, or null outside a task.
+const TaskContext* current_task() noexcept;
+
+/// How run_worker reports.
+struct RunWorkerOptions {
+  std::FILE* log = stderr;  ///< the banner, shutdown and final counters; null: silent
+  std::string broker_url{};  ///< shown in the banner (default: the App's)
+  std::optional<BeatOptions> beat{};  ///< also run a Beat with these entries (Celery's worker -B)
+};
+
+/// Runs a Worker in the calling thread until SIGTERM or SIGINT: the first signal stops it warm (the running
+/// tasks finish, then it returns 0); a second signal during that wait ends the process at once with status
+/// 128 + the signal (a cold shutdown: the tasks it held are delivered again when their leases end). The
+/// previous handlers of both signals are restored before it returns. One at a time per process (throws
+/// std::logic_error otherwise); throws what Worker throws.
+int run_worker(App& app, WorkerOptions options, const RunWorkerOptions& run = {});
+
+/// The worker's command line, for programs that register their own tasks and run as workers:
+///   int main(int argc, char** argv) { App app({...}); app.task<&add>("add"); return worker_main(app, argc, argv); }
+/// Flags: -c/--concurrency N, -Q/--queues a,b, -n/--hostname NAME, --lease SECONDS, --heartbeat SECONDS,
+/// -q/--quiet, -h/--help. Returns run_worker's status, or 2 after printing what is wrong with the flags.
+int worker_main(App& app, int argc, char** argv);
+
+}  // namespace weft::tasks
+
+/// Defines the entry point of a task module: a shared library that `weft worker --load lib.so` (and `weft call
+/// --load`) opens and asks to register its tasks:
+///   WEFT_TASK_MODULE(app) { app.task<&add>("demo.add"); }
+/// The module is built without linking weft (`add_library(mytasks MODULE ...)` with weft's include
+/// directories): its calls into weft resolve to the loading weft command's own code, so module and command
+/// must come from the same weft version. Code outside weft's task API that a module uses it links itself.
+#define WEFT_TASK_MODULE(app) extern "C" void weft_register_tasks(::weft::tasks::App& app)
+
+namespace weft::tasks {
 
 /// A worker. start() launches its threads; the destructor stops it warm and joins. Thread-safe.
 class Worker {
  public:
-  /// Throws std::invalid_argument (no queues, lease not above 0).
+  /// Throws std::invalid_argument (no queues, lease, heartbeat or control interval not above 0; a process
+  /// pool without setup or modules; autoscale limits out of range); what ProcessPool's constructor throws
+  /// (Pool::processes).
   Worker(App& app, WorkerOptions options = {});
   ~Worker();
   Worker(const Worker&) = delete;
@@ -65,26 +178,39 @@ class Worker {
   void stop();
   WorkerStats stats() const;
   const std::string& hostname() const noexcept { return hostname_; }
-  std::size_t concurrency() const noexcept { return options_.concurrency; }
+  /// The threads taking tasks now (fixed, or between the autoscale limits).
+  std::size_t concurrency() const;
 
  private:
-  void consume();
-  void renew_leases();
+  struct Running;
+  void consume(std::size_t slot);
+  void grow_locked();
+  void housekeep();
   void handle(const Delivery& d);
   bool store(const ResultMeta& m);
+  void heartbeat(bool online);
+  void note_error(const std::string& what);
+  // Ends a running task early (hard time limit, revoked with terminate): stores `state` with `result`, acks.
+  // False when the task had been settled already (by its own thread).
+  bool abandon(const std::shared_ptr<Running>& r, State state, const Json& result);
+  void after_task(const TaskMessage& m, State state, const Json& result);
 
   App& app_;
   WorkerOptions options_;
   std::string hostname_;
   std::shared_ptr<Broker> broker_;  // this worker's own connection (interrupting it stops only this worker)
-  std::vector<std::thread> threads_;
-  std::thread renewer_;
+  std::unique_ptr<process::ProcessPool> processes_;  // Pool::processes
+  std::vector<std::thread> threads_;  // one slot per thread there may be; a slot is reused once its thread ended
+  std::vector<char> alive_;           // per slot, guarded by mu_
+  std::size_t live_ = 0;              // threads taking tasks, guarded by mu_
+  std::thread housekeeper_;
   std::atomic<bool> stopping_{false};
+  bool consumers_done_ = false;  // guarded by mu_: every consume thread has ended; the housekeeper may end
   bool started_ = false;
   mutable std::mutex mu_;
   std::mutex join_mu_;  // serialises the joins of concurrent stop() calls
-  std::condition_variable cv_;  // the renewer sleeps here; stop() wakes it
-  std::unordered_map<std::string, Delivery> running_;  // by delivery tag, guarded by mu_
+  std::condition_variable cv_;  // the housekeeper sleeps here; stop() and task starts/ends wake it
+  std::unordered_map<std::string, std::shared_ptr<Running>> running_;  // by delivery tag, guarded by mu_
   WorkerStats stats_;  // guarded by mu_
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> next_slot_;  // rate limits, by task
 };
