@@ -110,6 +110,32 @@ void AsyncResult::revoke(const RevokeOptions& o) const {
   backend_->put("revoked:" + id_, o.terminate ? "terminate" : "revoke", o.remember);
 }
 
+std::vector<AsyncResult> App::send_many(std::vector<TaskMessage> messages) {
+  if (messages.size() > kMaxPublishBatch) {
+    throw std::invalid_argument("weft: send_many of " + std::to_string(messages.size()) +
+                                " messages, above the limit of " + std::to_string(kMaxPublishBatch));
+  }
+  std::vector<std::string> envelopes;
+  envelopes.reserve(messages.size());
+  std::vector<AsyncResult> results;
+  results.reserve(messages.size());
+  for (TaskMessage& m : messages) {
+    if (m.task.empty()) throw std::invalid_argument("weft: a message without a task name");
+    if (m.id.empty()) m.id = new_task_id();
+    if (m.root_id.empty()) m.root_id = m.id;
+    if (m.origin.empty()) m.origin = origin_;
+    envelopes.push_back(encode_envelope(m));
+    results.emplace_back(backend_, m.id);
+  }
+  std::vector<Outgoing> batch;
+  batch.reserve(messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    batch.push_back(Outgoing{messages[i].queue, envelopes[i], messages[i].priority, messages[i].eta});
+  }
+  broker_->publish_many(batch);
+  return results;
+}
+
 State AsyncResult::state() const {
   auto m = backend_->get(id_);
   return m ? m->state : State::pending;

@@ -520,10 +520,8 @@ GroupResult Group::apply_async(App& app) const {
   const std::vector<std::string> ids = assign_ids(sigs);
   std::vector<TaskMessage> messages = member_messages(app, sigs, gid);
   app.backend().put(group_key(gid), Json(ids).dump(), kCanvasTtl);
-  std::vector<AsyncResult> results;
-  results.reserve(messages.size());
-  for (TaskMessage& m : messages) results.push_back(app.send_message(std::move(m)));
-  return GroupResult(gid, std::move(results));
+  // One batch: all members are sent or none (sqlite://: one durable commit for the group).
+  return GroupResult(gid, app.send_many(std::move(messages)));
 }
 
 AsyncResult Chord::apply_async(App& app) const {
@@ -546,15 +544,12 @@ AsyncResult Chord::apply_async(App& app) const {
   ResultBackend& kv = app.backend();
   kv.put(group_key(gid), Json(ids).dump(), kCanvasTtl);
   kv.put(size_key(gid), std::to_string(messages.size()), kCanvasTtl);
-  for (TaskMessage& m : messages) {
-    const std::string part_id = m.id;
-    try {
-      app.send_message(std::move(m));
-    } catch (const std::exception& e) {
-      const std::string why = "weft: chord " + gid + ": header task " + part_id + " could not be sent: " + e.what();
-      store_final(app, body_id, b.task, State::failure, error_json("ChordError", why, "celery.exceptions"), why);
-      throw;
-    }
+  try {
+    app.send_many(std::move(messages));  // all header tasks or none
+  } catch (const std::exception& e) {
+    const std::string why = "weft: chord " + gid + ": its header could not be sent: " + std::string(e.what());
+    store_final(app, body_id, b.task, State::failure, error_json("ChordError", why, "celery.exceptions"), why);
+    throw;
   }
   return app.result(body_id);
 }

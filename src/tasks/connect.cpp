@@ -9,6 +9,23 @@
 #include "weft/tasks/broker.hpp"
 
 namespace weft::tasks {
+
+void detail::check_outgoing(std::string_view queue, std::string_view envelope) {
+  if (queue.empty()) throw std::invalid_argument("weft: an empty queue name");
+  if (envelope.size() > kMaxEnvelope) {
+    throw MessageTooLarge("weft: a message of " + std::to_string(envelope.size()) + " bytes is above the limit of " +
+                          std::to_string(kMaxEnvelope));
+  }
+}
+
+void detail::check_batch(std::span<const Outgoing> batch) {
+  if (batch.size() > kMaxPublishBatch) {
+    throw std::invalid_argument("weft: a batch of " + std::to_string(batch.size()) + " messages is above the limit of " +
+                                std::to_string(kMaxPublishBatch));
+  }
+  for (const Outgoing& o : batch) check_outgoing(o.queue, o.envelope);
+}
+
 namespace {
 struct Url {
   std::string scheme, rest;

@@ -34,23 +34,20 @@ class MemoryBrokerCore {
  public:
   void publish(std::string_view queue, std::string_view envelope, int priority,
                std::optional<SysTime> not_before) {
-    check_queue(queue);
-    if (envelope.size() > kMaxEnvelope) {
-      throw MessageTooLarge("weft: message of " + std::to_string(envelope.size()) + " bytes above the limit of " +
-                            std::to_string(kMaxEnvelope));
-    }
+    check_outgoing(queue, envelope);
     {
       std::lock_guard lock(mu_);
-      const std::uint64_t seq = ++seq_;
-      Msg& m = msgs_[seq];
-      m.queue = std::string(queue);
-      m.envelope = std::string(envelope);
-      m.priority = std::clamp(priority, 0, 9);
-      if (not_before && *not_before > std::chrono::system_clock::now()) {
-        scheduled_.emplace(*not_before, seq);
-      } else {
-        ready_[m.queue].insert({-m.priority, seq});
-      }
+      store_locked(queue, envelope, priority, not_before);
+    }
+    cv_.notify_all();
+  }
+
+  void publish_many(std::span<const Outgoing> batch) {
+    check_batch(batch);
+    if (batch.empty()) return;
+    {
+      std::lock_guard lock(mu_);
+      for (const Outgoing& o : batch) store_locked(o.queue, o.envelope, o.priority, o.not_before);
     }
     cv_.notify_all();
   }
@@ -184,6 +181,19 @@ class MemoryBrokerCore {
   }
 
  private:
+  void store_locked(std::string_view queue, std::string_view envelope, int priority, std::optional<SysTime> not_before) {
+    const std::uint64_t seq = ++seq_;
+    Msg& m = msgs_[seq];
+    m.queue = std::string(queue);
+    m.envelope = std::string(envelope);
+    m.priority = std::clamp(priority, 0, 9);
+    if (not_before && *not_before > std::chrono::system_clock::now()) {
+      scheduled_.emplace(*not_before, seq);
+    } else {
+      ready_[m.queue].insert({-m.priority, seq});
+    }
+  }
+
   struct Msg {
     std::string queue, envelope, tag;
     int priority = 0;
@@ -243,6 +253,7 @@ class MemoryBroker final : public Broker {
                std::optional<SysTime> not_before) override {
     core_->publish(queue, envelope, priority, not_before);
   }
+  void publish_many(std::span<const Outgoing> batch) override { core_->publish_many(batch); }
   std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
                                   std::optional<Steady::time_point> deadline) override {
     return core_->reserve(queues, lease, deadline, interrupted_, interrupts_);

@@ -74,23 +74,27 @@ class SqliteBroker final : public Broker {
 
   void publish(std::string_view queue, std::string_view envelope, int priority,
                std::optional<SysTime> not_before) override {
-    check_queue(queue);
-    if (envelope.size() > kMaxEnvelope) {
-      throw MessageTooLarge("weft: sqlite broker: an envelope of " + std::to_string(envelope.size()) +
-                            " bytes is above the limit of " + std::to_string(kMaxEnvelope));
-    }
-    priority = std::clamp(priority, 0, 9);
-    const std::int64_t nb = not_before ? to_us(*not_before) : now_us();
+    const Outgoing one{queue, envelope, priority, not_before};
+    publish_many(std::span(&one, 1));
+  }
+
+  // One transaction, one durable commit, for the whole batch.
+  void publish_many(std::span<const Outgoing> batch) override {
+    check_batch(batch);
+    if (batch.empty()) return;
     {
       std::scoped_lock lock(mutex_);
       Transaction txn(db_, "publish");
-      db_.cached("INSERT INTO weft_messages (queue, priority, not_before, envelope) VALUES (?1, ?2, ?3, ?4)")
-          .use("publish")
-          .bind(1, queue)
-          .bind(2, std::int64_t{priority})
-          .bind(3, nb)
-          .bind_blob(4, envelope)
-          .run();
+      const std::int64_t now = now_us();
+      for (const Outgoing& o : batch) {
+        db_.cached("INSERT INTO weft_messages (queue, priority, not_before, envelope) VALUES (?1, ?2, ?3, ?4)")
+            .use("publish")
+            .bind(1, o.queue)
+            .bind(2, std::int64_t{std::clamp(o.priority, 0, 9)})
+            .bind(3, o.not_before ? to_us(*o.not_before) : now)
+            .bind_blob(4, o.envelope)
+            .run();
+      }
       txn.commit();
     }
     watch_->poke();

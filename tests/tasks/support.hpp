@@ -1,7 +1,9 @@
 // tests/tasks/support.hpp — what several task-queue tests share.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <stdexcept>
@@ -31,5 +33,15 @@ class TempDir {
  private:
   std::string path_;
 };
+
+/// For tests parameterised by "memory" or "sqlite": a broker/backend URL of the running test's own — a
+/// memory:// name unique to this process and test, or the database file in `dir`.
+inline std::string url_for(const std::string& kind, const TempDir& dir, const std::string& prefix) {
+  if (kind == "memory") {
+    return "memory://" + prefix + "-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  return "sqlite://" + dir.db();
+}
 
 }  // namespace weft::test

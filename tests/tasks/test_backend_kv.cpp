@@ -23,13 +23,7 @@ using weft::test::TempDir;
 
 class BackendKv : public ::testing::TestWithParam<const char*> {
  protected:
-  std::string url() const {
-    if (std::string(GetParam()) == "memory") {
-      return "memory://kv-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    }
-    return "sqlite://" + dir_.db();
-  }
+  std::string url() const { return weft::test::url_for(GetParam(), dir_, "kv"); }
   TempDir dir_;
 };
 

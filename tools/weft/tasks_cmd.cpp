@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -202,7 +203,14 @@ int run_map(App& app, const CallCli& c) {
   const auto options = call_options(c);
   std::vector<weft::tasks::AsyncResult> results;
   results.reserve(calls.size());
-  for (auto& args : calls) results.push_back(app.send_task(c.task, std::move(args), Json::object(), options));
+  // Sent in batches (sqlite://: one durable commit per batch rather than per call).
+  for (std::size_t at = 0; at < calls.size(); at += weft::tasks::kMaxPublishBatch) {
+    std::vector<weft::tasks::TaskMessage> batch;
+    for (std::size_t i = at; i < std::min(calls.size(), at + weft::tasks::kMaxPublishBatch); ++i) {
+      batch.push_back(app.make_message(c.task, std::move(calls[i]), Json::object(), options));
+    }
+    for (auto& r : app.send_many(std::move(batch))) results.push_back(std::move(r));
+  }
   Progress progress(stderr, Progress::style_for(stderr, c.quiet), c.task, results.size());
   std::size_t failed = 0;
   const auto timeout = timeout_of(c.timeout);

@@ -322,6 +322,12 @@ class App {
   /// hostname. Throws weft::Error (backend failure); skips a heartbeat that cannot be read.
   std::vector<WorkerInfo> workers() const;
 
+  /// Publishes several messages at once, all or none (Broker::publish_many: on sqlite:// one durable commit
+  /// instead of one per message); fills each as send_message does. Throws std::invalid_argument (above
+  /// kMaxPublishBatch messages, or one without a task name), MessageTooLarge, weft::Error; nothing is sent
+  /// then.
+  std::vector<AsyncResult> send_many(std::vector<TaskMessage> messages);
+
   /// The registered task `name`, or null.
   const detail::TaskEntry* find(std::string_view name) const;
   std::vector<std::string> registered() const;

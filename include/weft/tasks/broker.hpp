@@ -37,6 +37,17 @@ struct Delivery {
   int delivery_count = 1; ///< 1 the first time; more after leases ran out or releases
 };
 
+/// One message of a publish_many batch.
+struct Outgoing {
+  std::string_view queue;
+  std::string_view envelope;
+  int priority = 0;
+  std::optional<SysTime> not_before{};
+};
+
+/// The most messages one publish_many takes.
+inline constexpr std::size_t kMaxPublishBatch = 10'000;
+
 /// The broker interface. Implementations are thread-safe: any member from any thread at once.
 class Broker {
  public:
@@ -47,6 +58,12 @@ class Broker {
   /// storage failures (nothing stored).
   virtual void publish(std::string_view queue, std::string_view envelope, int priority,
                        std::optional<SysTime> not_before) = 0;
+
+  /// Stores every message of `batch` (in order, as publish would), all or none: the checks of publish are made
+  /// for all of them first (its exceptions, for the first bad one; std::invalid_argument above
+  /// kMaxPublishBatch messages), then they are stored in one go (sqlite://: one durable commit for the batch,
+  /// instead of one per message). An empty batch does nothing.
+  virtual void publish_many(std::span<const Outgoing> batch) = 0;
 
   /// The next ready message of `queues` under a lease of `lease`; waits until `deadline` (none: until one
   /// comes or interrupt()). Returns nullopt on timeout or interrupt. Throws std::invalid_argument (no queues,
@@ -72,6 +89,13 @@ class Broker {
   virtual void interrupt() = 0;
   virtual void resume() = 0;
 };
+
+namespace detail {
+/// publish()'s checks, shared by the implementations: std::invalid_argument (empty queue), MessageTooLarge.
+void check_outgoing(std::string_view queue, std::string_view envelope);
+/// The same for every message of a batch, and its size.
+void check_batch(std::span<const Outgoing> batch);
+}  // namespace detail
 
 /// Connects to the broker named by `url` (see the top of this file). Throws std::invalid_argument (unknown
 /// scheme, malformed URL), weft::Error / std::system_error (cannot open it).
