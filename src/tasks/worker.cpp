@@ -220,14 +220,22 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-  std::lock_guard lock(mu_);
-  if (started_) throw std::logic_error("weft: Worker::start called twice");
-  started_ = true;
-  threads_.resize(options_.concurrency);
-  alive_.assign(options_.concurrency, 0);
-  const std::size_t first = options_.autoscale ? options_.autoscale->min : options_.concurrency;
-  for (std::size_t i = 0; i < first; ++i) grow_locked();
+  {
+    std::lock_guard lock(mu_);
+    if (started_) throw std::logic_error("weft: Worker::start called twice");
+    started_ = true;
+    threads_.resize(options_.concurrency);
+    alive_.assign(options_.concurrency, 0);
+    const std::size_t first = options_.autoscale ? options_.autoscale->min : options_.concurrency;
+    for (std::size_t i = 0; i < first; ++i) grow_locked();
+  }
+  // Discoverable (App::workers) as soon as start() returns; stop() removes it before it returns.
+  heartbeat(true);
   housekeeper_ = std::thread([this] { housekeep(); });
+}
+
+void Worker::heartbeat_now() {
+  if (!stopping_.load(std::memory_order_acquire)) heartbeat(true);  // a stopped worker stays removed
 }
 
 // Starts a thread in a free slot. Under mu_, not stopping, live_ below the slots.
@@ -329,7 +337,7 @@ void Worker::housekeep() {
   using Clock = Steady;
   auto next_renew = Clock::now() + options_.lease / 3;
   auto next_control = Clock::now() + options_.control_interval;
-  auto next_beat = Clock::now();
+  auto next_beat = Clock::now() + options_.heartbeat;  // start() wrote the first
   std::unique_lock lock(mu_);
   for (;;) {
     const bool stopping = stopping_.load(std::memory_order_acquire);
@@ -581,8 +589,8 @@ void Worker::handle(const Delivery& d) {
   }
   auto revoke = [&](const std::string& why) {
     const Json e = exc("TaskRevokedError", why);
-    finish(m.id, State::revoked, e, m.task, m.retries, false);
     count(&WorkerStats::revoked);
+    finish(m.id, State::revoked, e, m.task, m.retries, false);
     broker_->ack(d);
     after_task(m, State::revoked, e);
   };
@@ -729,17 +737,17 @@ void Worker::handle(const Delivery& d) {
   }
   switch (outcome) {
     case Outcome::success:
+      count(&WorkerStats::succeeded);  // counted before the result is visible, so a caller sees both
       finish(m.id, State::success, value, m.task, m.retries, ignore);
-      count(&WorkerStats::succeeded);
       break;
     case Outcome::bad_arguments:
-      finish(m.id, State::failure, value, m.task, m.retries, false);
       count(&WorkerStats::poison);
       count(&WorkerStats::failed);
+      finish(m.id, State::failure, value, m.task, m.retries, false);
       break;
     case Outcome::failure:
-      finish(m.id, State::failure, value, m.task, m.retries, ignore);
       count(&WorkerStats::failed);
+      finish(m.id, State::failure, value, m.task, m.retries, ignore);
       break;
     case Outcome::retry: {
       TaskMessage again = m;

@@ -113,7 +113,8 @@ void runs_on_the_worker_while_local_threads_are_busy(App& app) {
   Worker w(app, {.concurrency = 2, .hostname = "w1@test", .heartbeat = 20ms});
   w.start();
   ClusterExecutor ex(app, {.local_threads = 1, .discovery_interval = 20ms});
-  ASSERT_TRUE(eventually([&] { return ex.remote_concurrency() == 2; }));
+  ex.refresh();  // the worker is listed once its start() returned
+  ASSERT_EQ(ex.remote_concurrency(), 2u);
 
   constexpr int kCalls = 40;
   std::vector<weft::Future<std::string>> results;
@@ -136,8 +137,7 @@ void runs_on_the_worker_while_local_threads_are_busy(App& app) {
   EXPECT_EQ(s.remote_succeeded, static_cast<std::uint64_t>(remote));
   EXPECT_EQ(s.local_calls, static_cast<std::uint64_t>(1 + kCalls - remote));  // with the holding task
   EXPECT_EQ(s.remote_in_flight, 0u);
-  // The worker counts a task just after it stored the result.
-  EXPECT_TRUE(eventually([&] { return w.stats().succeeded == static_cast<std::uint64_t>(remote); }));
+  EXPECT_EQ(w.stats().succeeded, static_cast<std::uint64_t>(remote));  // counted before the result is stored
 }
 
 TEST(ClusterExecutor, RunsTaskCallsOnWorkersWhileLocalThreadsAreBusy) {
@@ -157,7 +157,8 @@ TEST(ClusterExecutor, IdleLocalThreadsAreUsedFirst) {
   Worker w(app, {.concurrency = 2, .hostname = "w1@test", .heartbeat = 20ms});
   w.start();
   ClusterExecutor ex(app, {.local_threads = 2, .discovery_interval = 20ms});
-  ASSERT_TRUE(eventually([&] { return ex.remote_concurrency() == 2; }));
+  ex.refresh();  // the worker is listed once its start() returned
+  ASSERT_EQ(ex.remote_concurrency(), 2u);
   static_assert(std::is_same_v<decltype(ex.submit(where_t, 1)), weft::Future<std::string>>);
   // One call at a time: a local thread is always free.
   for (int i = 0; i < 10; ++i) EXPECT_EQ(ex.submit(where_t, i).get_for(kLong), "local:" + std::to_string(i * i));
@@ -184,7 +185,8 @@ TEST(ClusterExecutor, MapReturnsTaskResultsInInputOrder) {
   {
     // Calls split between the held local thread and the worker.
     ClusterExecutor ex(app, {.local_threads = 1, .discovery_interval = 20ms});
-    ASSERT_TRUE(eventually([&] { return ex.remote_concurrency() == 2; }));
+    ex.refresh();  // the worker is listed once its start() returned
+  ASSERT_EQ(ex.remote_concurrency(), 2u);
     HoldLocal hold(ex, 1);
     std::vector<std::string> out;
     std::jthread mapper([&] { out = ex.map(where_t, items); });
@@ -297,9 +299,11 @@ TEST(ClusterExecutor, NoLiveWorkersMeansEverythingRunsLocally) {
   Worker w(app, {.concurrency = 2, .hostname = "w1@test", .heartbeat = 20ms});
   w.start();
   ClusterExecutor ex(app, {.local_threads = 2, .discovery_interval = 20ms});
-  ASSERT_TRUE(eventually([&] { return ex.workers().size() == 1; }));
-  w.stop();
-  ASSERT_TRUE(eventually([&] { return ex.workers().empty(); }));
+  ex.refresh();
+  ASSERT_EQ(ex.workers().size(), 1u);
+  w.stop();  // removes its heartbeat before it returns
+  ex.refresh();
+  ASSERT_TRUE(ex.workers().empty());
 
   std::vector<weft::Future<std::string>> results;
   {
@@ -335,9 +339,10 @@ TEST(ClusterExecutor, CancelledRemoteCallIsRevoked) {
   // A worker that receives it later skips it.
   Worker w(app, {.concurrency = 1, .heartbeat = 20ms});
   w.start();
-  ASSERT_TRUE(eventually([&] { return w.stats().revoked == 1; }));
-  EXPECT_EQ(w.stats().succeeded, 0u);
+  // One worker thread takes the queue in order: once the next call's result is in, the revoked one was seen.
   EXPECT_EQ(ex.submit(square_t, 4).get_for(kLong), 16);
+  EXPECT_EQ(w.stats().revoked, 1u);
+  EXPECT_EQ(w.stats().succeeded, 1u);
 }
 
 TEST(ClusterExecutor, ShutdownDrainCollectsRemoteResults) {

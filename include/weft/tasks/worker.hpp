@@ -172,9 +172,14 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  /// Starts the threads (once). Throws std::logic_error when called twice, std::system_error.
+  /// Writes the first heartbeat (App::workers() lists this worker once start() returns), then starts the
+  /// threads (once). Throws std::logic_error when called twice, std::system_error.
   void start();
-  /// Stops taking tasks and waits for the running ones (warm shutdown). Idempotent; joins the threads.
+  /// Writes the heartbeat now (the housekeeper writes one every options.heartbeat), e.g. for a description
+  /// of the tasks running at this moment. Errors are counted (stats().errors), not thrown.
+  void heartbeat_now();
+  /// Stops taking tasks and waits for the running ones (warm shutdown); removes its heartbeat before it
+  /// returns. Idempotent; joins the threads. Counters are updated before a task's result is stored.
   void stop();
   WorkerStats stats() const;
   const std::string& hostname() const noexcept { return hostname_; }
