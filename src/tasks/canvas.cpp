@@ -320,6 +320,7 @@ std::string part_key(const std::string& gid, int index) {
   std::snprintf(buf, sizeof buf, "%06d", index);  // below kMaxGroupSize: keys sort by index
   return parts_prefix(gid) + buf;
 }
+std::string sender_key(const std::string& gid) { return "chord:" + gid + ":sender"; }
 std::string group_key(const std::string& gid) { return "group:" + gid; }
 
 // Marks the chord body FAILURE (ChordError) and, if this was the first final state stored for it, sends the
@@ -399,9 +400,19 @@ void chord_part_succeeded(App& app, const TaskMessage& m, const Json& result) {
     complete = kv.scan(prefix, limit).size() == static_cast<std::size_t>(n);
   }
   if (!complete) return;
+  // Several deliveries may see the chord complete at once (a part delivered twice, or the last two parts
+  // finishing together): one sends the body. The claim holds the id of the part that sends it, so that the
+  // same part delivered again after its worker died sends the body in its place.
+  if (!kv.put_if_absent(sender_key(p.gid), m.id, kCanvasTtl)) {
+    const auto holder = kv.read(sender_key(p.gid));
+    if (holder && *holder != m.id) return;
+  }
   if (auto body_meta = kv.get(p.body_id); body_meta && is_ready(body_meta->state)) return;  // failed or done
   const auto parts = kv.scan(prefix, limit);
   if (parts.size() != static_cast<std::size_t>(n)) {
+    // The same part delivered twice at once: the other delivery sent the body, marked the chord done and then
+    // removed the parts. Missing parts of a chord not done expired or were removed by someone else.
+    if (const auto now = kv.read(size_key(p.gid)); now && *now == kChordDone) return;
     fail_body(app, p.body, p.body_id, m,
               where + std::to_string(parts.size()) + " part results are stored for a chord of " +
                   std::to_string(n) + " (entries expired or were removed)");
