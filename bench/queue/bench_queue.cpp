@@ -2,7 +2,8 @@
 // scripts/bench_queue.py reads). bench/queue/celery_bench.py measures the same workloads on Celery.
 //
 // For each broker (memory://, and sqlite:// with broker and result backend in one file of a fresh temporary
-// directory, WAL with synchronous=FULL: every commit is durable), in this one process:
+// directory: a message sent and a result stored are durable commits, synced before the call returns), in this
+// one process:
 //   an App, the task add(a, b) = a + b registered as "bench.add", and a Worker{concurrency 2, thread pool}
 //   started on it; a warm-up batch, then
 //   delay       N calls add.delay(i, i), then every result taken with get(), in order: tasks/s =
@@ -10,12 +11,16 @@
 //   group       the same N calls sent as group(add.s(i, i), ...) of at most kMaxGroupSize members each (every
 //               group built and sent before any result is taken, both timed), then GroupResult::get() of
 //               each: tasks/s likewise.
+//   senders     the same N calls with delay() from kSenders threads at once (N / kSenders each), then every
+//               result: tasks/s likewise. On sqlite:// concurrent senders share durable commits (a group commit);
+//               one thread calling delay() waits for one commit per call.
 //   roundtrip   one call at a time: add.delay(i, 1).get(), `roundtrips` times after 20 untimed: p50 / p99 µs.
 //   idle_cpu    the CPU time of this whole process (getrusage) over `idle_seconds` with the worker started and
 //               no task sent: ms per s. The worker's heartbeat (every 2 s) falls inside the window.
 //   fsync       the baseline of sqlite://'s durability, on the same file system: 4 KiB appended to a file of the
 //               temporary directory and fdatasync()ed (what a WAL commit of one page costs), `fsyncs` times:
-//               p50 / p99 µs. A sqlite:// task needs several commits (send, reserve, result, acknowledge).
+//               p50 / p99 µs: what one durable commit costs at least (a thread sending with delay() waits for
+//               one per call).
 // Every result is checked (a wrong sum exits with status 1); a result not there within the timeout is an
 // error (weft::Timeout, exit status 1). Results of a memory:// round are forgotten after its clock stopped, so
 // that the process does not grow by a round's results each round.
@@ -52,6 +57,7 @@ using weft::tasks::AsyncResult;
 using weft::tasks::Json;
 
 constexpr std::size_t kConcurrency = 2;
+constexpr int kSenders = 4;  // the threads of the "senders" workload
 constexpr std::chrono::seconds kResultTimeout{120};  // a safety net per result; a healthy run needs far less
 constexpr int kWarmupRoundtrips = 20;  // untimed, before the round trips that are (as celery_bench.py does)
 
@@ -142,6 +148,44 @@ double delay_round(const T& add_task, long n, bool forget) {
   return n / s;
 }
 
+// The same N calls with delay() from kSenders threads at once, then every result: tasks/s.
+template <class T>
+double senders_round(const T& add_task, long n, bool forget) {
+  std::vector<std::vector<AsyncResult>> results(kSenders);
+  std::vector<std::exception_ptr> errors(kSenders);
+  const auto t0 = Clock::now();
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kSenders; ++t) {
+      threads.emplace_back([&, t] {
+        try {
+          for (long i = t; i < n; i += kSenders) {
+            results[static_cast<std::size_t>(t)].push_back(add_task.delay(static_cast<int>(i), static_cast<int>(i)));
+          }
+        } catch (...) {
+          errors[static_cast<std::size_t>(t)] = std::current_exception();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+  }
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  long long sum = 0;
+  for (const auto& rs : results) {
+    for (const AsyncResult& r : rs) sum += r.get<int>(kResultTimeout);
+  }
+  const double s = seconds_since(t0);
+  check(sum, static_cast<long long>(n) * (n - 1), "senders");
+  if (forget) {
+    for (const auto& rs : results) {
+      for (const AsyncResult& r : rs) r.forget();
+    }
+  }
+  return n / s;
+}
+
 // The same N calls as groups of at most kMaxGroupSize members: tasks/s.
 template <class T>
 double group_round(App& app, const T& add_task, long n, bool forget) {
@@ -200,6 +244,15 @@ Json run_case(const Case& c, const Config& cfg) {
                     {"group_size", std::min<long>(c.tasks, static_cast<long>(weft::tasks::kMaxGroupSize))},
                     {"tasks_per_s", median(rates)},
                     {"samples", rates}};
+  }
+  {
+    std::vector<double> rates;
+    for (int r = 0; r < c.rounds; ++r) {
+      rates.push_back(senders_round(add_task, c.tasks, c.forget));
+      std::fprintf(stderr, "[bench_queue_weft] %s: %d senders, %ld tasks: %.0f tasks/s\n", c.name.c_str(), kSenders,
+                   c.tasks, rates.back());
+    }
+    out["senders"] = {{"tasks", c.tasks}, {"threads", kSenders}, {"tasks_per_s", median(rates)}, {"samples", rates}};
   }
   {
     for (int i = 0; i < kWarmupRoundtrips; ++i) (void)add_task.delay(i, 1).get<int>(kResultTimeout);

@@ -91,6 +91,8 @@ std::vector<WorkerInfo> App::workers() const {
       w.concurrency = j.value("concurrency", std::size_t{0});
       w.queues = j.value("queues", std::vector<std::string>{});
       w.active = j.value("active", Json::array());
+      w.reserved = j.value("reserved", std::size_t{0});
+      w.prefetch = j.value("prefetch", std::size_t{0});
       w.stats = j.value("stats", Json::object());
       w.registered = j.value("registered", std::vector<std::string>{});
       const Json load = j.value("loadavg", Json::array());

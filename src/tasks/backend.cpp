@@ -6,6 +6,13 @@
 
 namespace weft::tasks {
 
+std::vector<bool> ResultBackend::store_many(std::span<const ResultMeta> ms) {
+  std::vector<bool> out;
+  out.reserve(ms.size());
+  for (const ResultMeta& m : ms) out.push_back(store(m));
+  return out;
+}
+
 void ResultBackend::check_entry(std::string_view key, std::string_view value,
                                 std::optional<std::chrono::milliseconds> ttl) {
   if (key.empty()) throw std::invalid_argument("weft: a backend entry needs a key");

@@ -4,7 +4,8 @@
 //  1. A message is in exactly one of: ready_[queue] (ordered by priority, then publish order), scheduled_
 //     (by not_before, wall clock), leased_ (by delivery tag, with its lease end on the steady clock).
 //  2. reserve() first moves due scheduled messages and expired leases back to ready_ (an expired lease counts
-//     one more delivery), then takes the best ready message of its queues and leases it under a new tag.
+//     one more delivery), then takes the best ready messages of its queues (up to the asked number) and leases each under a new
+//     tag.
 //     With nothing ready it sleeps until the earliest of: its deadline, the next not_before, the next lease
 //     end, a notify (publish, release, interrupt).
 //  3. ack/release/renew find the delivery by tag; a tag that is gone (its lease ended and the message was
@@ -12,6 +13,9 @@
 #include "memory.hpp"
 
 #include <algorithm>
+#include <optional>
+#include <functional>
+#include <charconv>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -32,11 +36,15 @@ void check_queue(std::string_view q) {
 // The broker's state, shared by every connection to the same name.
 class MemoryBrokerCore {
  public:
+  explicit MemoryBrokerCore(std::size_t max_messages) : max_messages_(max_messages) {}
+  std::size_t max_messages() const noexcept { return max_messages_; }
+
   void publish(std::string_view queue, std::string_view envelope, int priority,
                std::optional<SysTime> not_before) {
     check_outgoing(queue, envelope);
     {
       std::lock_guard lock(mu_);
+      check_room_locked(1, envelope.size());
       store_locked(queue, envelope, priority, not_before);
     }
     cv_.notify_all();
@@ -47,44 +55,52 @@ class MemoryBrokerCore {
     if (batch.empty()) return;
     {
       std::lock_guard lock(mu_);
+      std::size_t bytes = 0;
+      for (const Outgoing& o : batch) bytes += o.envelope.size();
+      check_room_locked(batch.size(), bytes);  // all or none
       for (const Outgoing& o : batch) store_locked(o.queue, o.envelope, o.priority, o.not_before);
     }
     cv_.notify_all();
   }
 
   // `interrupted` and `interrupts` belong to the calling connection; guarded by mu_.
-  std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
-                                  std::optional<Steady::time_point> deadline, const bool& interrupted,
-                                  const std::uint64_t& interrupts) {
+  // Up to `max` messages (empty: deadline or interrupt).
+  std::vector<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                std::size_t max, std::optional<Steady::time_point> deadline, const bool& interrupted,
+                                const std::uint64_t& interrupts) {
     if (queues.empty()) throw std::invalid_argument("weft: reserve from no queue");
     if (lease.count() <= 0) throw std::invalid_argument("weft: a lease must be above 0");
+    if (max == 0) throw std::invalid_argument("weft: reserve_many of 0 messages");
     for (const auto& q : queues) check_queue(q);
+    max = std::min(max, kMaxReserveBatch);
+    std::vector<Delivery> out;
     std::unique_lock lock(mu_);
     const std::uint64_t generation = interrupts;
     for (;;) {
-      if (interrupted || interrupts != generation) return std::nullopt;
+      if (interrupted || interrupts != generation) return out;
       const auto now_sys = std::chrono::system_clock::now();
       const auto now = Steady::now();
       promote_locked(now_sys, now);
-      // The best ready message of the given queues: highest priority, then oldest.
-      std::set<std::pair<int, std::uint64_t>>* best_set = nullptr;
-      for (const auto& q : queues) {
-        auto it = ready_.find(q);
-        if (it == ready_.end() || it->second.empty()) continue;
-        if (best_set == nullptr || *it->second.begin() < *best_set->begin()) best_set = &it->second;
-      }
-      if (best_set != nullptr) {
+      while (out.size() < max) {
+        // The best ready message of the given queues: highest priority, then oldest.
+        std::set<std::pair<int, std::uint64_t>>* best_set = nullptr;
+        for (const auto& q : queues) {
+          auto it = ready_.find(q);
+          if (it == ready_.end() || it->second.empty()) continue;
+          if (best_set == nullptr || *it->second.begin() < *best_set->begin()) best_set = &it->second;
+        }
+        if (best_set == nullptr) break;
         const std::uint64_t seq = best_set->begin()->second;
         best_set->erase(best_set->begin());
         Msg& m = msgs_[seq];
         ++m.deliveries;
-        Delivery d{new_task_id(), m.envelope, m.queue, m.priority, m.deliveries};
+        Delivery& d = out.emplace_back(Delivery{next_tag(), m.envelope, m.queue, m.priority, m.deliveries});
         m.tag = d.tag;
         m.lease_until = now + lease;
         leased_.emplace(d.tag, seq);
         lease_ends_.emplace(m.lease_until, d.tag);
-        return d;
       }
+      if (!out.empty()) return out;
       // Sleep until something may become ready by itself, a notify, or the deadline.
       auto until = deadline.value_or(Steady::time_point::max());
       if (!scheduled_.empty()) {
@@ -92,7 +108,7 @@ class MemoryBrokerCore {
         until = std::min(until, now + std::max(wait, Steady::duration::zero()));
       }
       if (!lease_ends_.empty()) until = std::min(until, lease_ends_.begin()->first);
-      if (deadline && now >= *deadline) return std::nullopt;
+      if (deadline && now >= *deadline) return out;
       if (until == Steady::time_point::max()) {
         cv_.wait(lock);
       } else {
@@ -103,12 +119,15 @@ class MemoryBrokerCore {
 
   bool ack(const Delivery& d) {
     std::lock_guard lock(mu_);
-    auto it = leased_.find(d.tag);
-    if (it == leased_.end()) return false;
-    const std::uint64_t seq = it->second;
-    erase_lease_locked(it);
-    msgs_.erase(seq);
-    return true;
+    return ack_locked(d);
+  }
+
+  std::vector<bool> ack_many(std::span<const Delivery> ds) {
+    std::vector<bool> out;
+    out.reserve(ds.size());
+    std::lock_guard lock(mu_);
+    for (const Delivery& d : ds) out.push_back(ack_locked(d));
+    return out;
   }
 
   bool release(const Delivery& d, std::optional<SysTime> not_before) {
@@ -144,13 +163,13 @@ class MemoryBrokerCore {
     std::lock_guard lock(mu_);
     std::size_t n = 0;
     if (auto it = ready_.find(std::string(queue)); it != ready_.end()) {
-      for (const auto& [p, seq] : it->second) msgs_.erase(seq);
+      for (const auto& [p, seq] : it->second) forget_locked(seq);
       n += it->second.size();
       it->second.clear();
     }
     for (auto it = scheduled_.begin(); it != scheduled_.end();) {
       if (msgs_[it->second].queue == queue) {
-        msgs_.erase(it->second);
+        forget_locked(it->second);
         it = scheduled_.erase(it);
         ++n;
       } else {
@@ -181,11 +200,38 @@ class MemoryBrokerCore {
   }
 
  private:
+  bool ack_locked(const Delivery& d) {
+    auto it = leased_.find(d.tag);
+    if (it == leased_.end()) return false;
+    const std::uint64_t seq = it->second;
+    erase_lease_locked(it);
+    forget_locked(seq);
+    return true;
+  }
+  // Throws BrokerFull when `n` more messages of `bytes` would pass the broker's limits.
+  void check_room_locked(std::size_t n, std::size_t bytes) const {
+    if (msgs_.size() + n > max_messages_ || bytes_ + bytes > kMaxMemoryBytes) {
+      throw BrokerFull("weft: the memory broker holds " + std::to_string(msgs_.size()) + " messages (" +
+                       std::to_string(bytes_) + " bytes); " + std::to_string(n) + " more would pass its limit of " +
+                       std::to_string(max_messages_) + " messages or " + std::to_string(kMaxMemoryBytes) +
+                       " bytes");
+    }
+  }
+  void forget_locked(std::uint64_t seq) {
+    auto it = msgs_.find(seq);
+    if (it == msgs_.end()) return;
+    bytes_ -= it->second.envelope.size();
+    msgs_.erase(it);
+  }
+  // A tag unique within this broker ("m<n>"): delivery tags only need to tell deliveries apart.
+  std::string next_tag() { return "m" + std::to_string(++tags_); }
+
   void store_locked(std::string_view queue, std::string_view envelope, int priority, std::optional<SysTime> not_before) {
     const std::uint64_t seq = ++seq_;
     Msg& m = msgs_[seq];
     m.queue = std::string(queue);
     m.envelope = std::string(envelope);
+    bytes_ += m.envelope.size();
     m.priority = std::clamp(priority, 0, 9);
     if (not_before && *not_before > std::chrono::system_clock::now()) {
       scheduled_.emplace(*not_before, seq);
@@ -237,6 +283,9 @@ class MemoryBrokerCore {
   std::mutex mu_;
   std::condition_variable cv_;
   std::uint64_t seq_ = 0;
+  std::uint64_t tags_ = 0;
+  std::size_t bytes_ = 0;  // envelope bytes held
+  const std::size_t max_messages_;
   std::unordered_map<std::uint64_t, Msg> msgs_;
   std::unordered_map<std::string, std::set<std::pair<int, std::uint64_t>>> ready_;
   std::multimap<SysTime, std::uint64_t> scheduled_;
@@ -256,9 +305,16 @@ class MemoryBroker final : public Broker {
   void publish_many(std::span<const Outgoing> batch) override { core_->publish_many(batch); }
   std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
                                   std::optional<Steady::time_point> deadline) override {
-    return core_->reserve(queues, lease, deadline, interrupted_, interrupts_);
+    auto ds = core_->reserve(queues, lease, 1, deadline, interrupted_, interrupts_);
+    if (ds.empty()) return std::nullopt;
+    return std::move(ds.front());
+  }
+  std::vector<Delivery> reserve_many(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                     std::size_t max, std::optional<Steady::time_point> deadline) override {
+    return core_->reserve(queues, lease, max, deadline, interrupted_, interrupts_);
   }
   bool ack(const Delivery& d) override { return core_->ack(d); }
+  std::vector<bool> ack_many(std::span<const Delivery> ds) override { return core_->ack_many(ds); }
   bool release(const Delivery& d, std::optional<SysTime> not_before) override { return core_->release(d, not_before); }
   bool renew(const Delivery& d, std::chrono::milliseconds lease) override { return core_->renew(d, lease); }
   std::size_t purge(std::string_view queue) override { return core_->purge(queue); }
@@ -391,23 +447,50 @@ class MemoryBackend final : public ResultBackend {
   std::size_t sweep_at_ = 1024;
 };
 
-template <class T, class Impl>
-std::shared_ptr<T> named(const std::string& name) {
+// The process's objects by name: created on first use, living as long as the process.
+template <class T>
+std::shared_ptr<T> named(const std::string& name, const std::function<std::shared_ptr<T>()>& make) {
   static std::mutex mu;
-  static auto* all = new std::unordered_map<std::string, std::shared_ptr<T>>;  // lives as long as the process
+  static auto* all = new std::unordered_map<std::string, std::shared_ptr<T>>;
   std::lock_guard lock(mu);
   auto& slot = (*all)[name];
-  if (!slot) slot = std::make_shared<Impl>();
+  if (!slot) slot = make();
   return slot;
+}
+
+// "name?max_messages=N" → name and N (none: kMaxMemoryMessages).
+std::pair<std::string, std::optional<std::size_t>> parse_name(const std::string& rest) {
+  const auto q = rest.find('?');
+  if (q == std::string::npos) return {rest, std::nullopt};
+  const std::string name = rest.substr(0, q);
+  const std::string query = rest.substr(q + 1);
+  constexpr std::string_view kKey = "max_messages=";
+  std::size_t n = 0;
+  const char* b = query.data() + kKey.size();
+  const char* e = query.data() + query.size();
+  const auto [end, ec] = query.starts_with(kKey) ? std::from_chars(b, e, n) : std::from_chars_result{b, std::errc::invalid_argument};
+  if (ec != std::errc() || end != e || n < 1 || n > kMaxMemoryMessages) {
+    throw std::invalid_argument("weft: memory://" + rest + ": the one option is max_messages=N, N from 1 to " +
+                                std::to_string(kMaxMemoryMessages));
+  }
+  return {name, n};
 }
 
 }  // namespace
 
-std::shared_ptr<Broker> memory_broker(const std::string& name) {
-  return std::make_shared<MemoryBroker>(named<MemoryBrokerCore, MemoryBrokerCore>(name));
+std::shared_ptr<Broker> memory_broker(const std::string& rest) {
+  const auto [name, max] = parse_name(rest);
+  const std::size_t limit = max.value_or(kMaxMemoryMessages);
+  auto core = named<MemoryBrokerCore>(name, [&] { return std::make_shared<MemoryBrokerCore>(limit); });
+  if (max && core->max_messages() != *max) {
+    throw std::invalid_argument("weft: memory://" + name + " exists already, with max_messages=" +
+                                std::to_string(core->max_messages()));
+  }
+  return std::make_shared<MemoryBroker>(std::move(core));
 }
-std::shared_ptr<ResultBackend> memory_backend(const std::string& name) {
-  return named<ResultBackend, MemoryBackend>(name);
+std::shared_ptr<ResultBackend> memory_backend(const std::string& rest) {
+  const std::string name = parse_name(rest).first;  // the broker's options mean nothing to the backend
+  return named<ResultBackend>(name, [] { return std::make_shared<MemoryBackend>(); });
 }
 
 }  // namespace weft::tasks::detail

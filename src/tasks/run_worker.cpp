@@ -172,8 +172,9 @@ int worker_main(App& app, int argc, char** argv) {
   const std::string prog = argc > 0 ? argv[0] : "worker";
   auto usage = [&](std::FILE* out) {
     std::fprintf(out,
-                 "usage: %s [-c N] [-Q queue,...] [-n hostname] [--lease S] [--heartbeat S] [-q]\n"
+                 "usage: %s [-c N] [--prefetch N] [-Q queue,...] [-n hostname] [--lease S] [--heartbeat S] [-q]\n"
                  "  -c, --concurrency N   threads (default: the CPUs this process may use)\n"
+                 "  --prefetch N          most tasks held waiting to run or running (default 4 x concurrency)\n"
                  "  -Q, --queues a,b      queues to consume (default: celery)\n"
                  "  -n, --hostname NAME   this worker's name (default: weft@<host>)\n"
                  "  --lease S             seconds a task stays reserved without renewal (default 30)\n"
@@ -211,6 +212,13 @@ int worker_main(App& app, int argc, char** argv) {
         return bad("--concurrency needs a whole number from 1 to 4096");
       }
       o.concurrency = static_cast<std::size_t>(n);
+    } else if (a == "--prefetch") {
+      double n = 0;
+      if (!value(v) || !number(v, n) || n != static_cast<double>(static_cast<std::size_t>(n)) ||
+          n > static_cast<double>(WorkerOptions::kMaxPrefetch)) {
+        return bad("--prefetch needs a whole number from 1 to " + std::to_string(WorkerOptions::kMaxPrefetch));
+      }
+      o.prefetch = static_cast<std::size_t>(n);
     } else if (a == "-Q" || a == "--queues") {
       if (!value(v) || v.empty()) return bad("--queues needs a comma-separated list");
       o.queues.clear();

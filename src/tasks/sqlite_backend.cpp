@@ -50,36 +50,51 @@ class SqliteBackend final : public ResultBackend {
   SqliteBackend(const std::string& path, const SqliteOptions& options)
       : options_(options), db_(path, options), watch_(ChangeWatch::of(db_.canonical_path())) {}
 
-  bool store(const ResultMeta& m) override {
-    check_task_id(m.task_id);
+  bool store(const ResultMeta& m) override { return store_many(std::span(&m, 1)).front(); }
+
+  std::vector<bool> store_many(std::span<const ResultMeta> ms) override {
     // Serialised before the transaction: a value that is not valid JSON text (json's type_error) fails here.
-    const std::string result = m.result.dump();
-    const std::string children = m.children.dump();
-    const std::string_view status = status_text(m.state);
-    {
-      std::scoped_lock lock(mutex_);
-      Transaction txn(db_, "store");
-      {
-        auto u = db_.cached("SELECT status FROM weft_results WHERE task_id = ?1").use("store");
-        u.bind(1, m.task_id);
-        if (u.step() && is_ready(parse_status(u.text(0), m.task_id))) return false;  // rolled back: read only
-      }
-      auto u = db_.cached(
-                      "INSERT OR REPLACE INTO weft_results (task_id, status, result, traceback, children, "
-                      "date_done, name, retries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                   .use("store");
-      u.bind(1, m.task_id).bind(2, status).bind(3, result).bind(4, m.traceback).bind(5, children);
-      if (m.date_done) {
-        u.bind(6, to_us(*m.date_done));
-      } else {
-        u.bind_null(6);
-      }
-      u.bind(7, m.name).bind(8, std::int64_t{m.retries}).run();
-      txn.commit();
+    std::vector<std::pair<std::string, std::string>> texts;  // result, children
+    texts.reserve(ms.size());
+    for (const ResultMeta& m : ms) {
+      check_task_id(m.task_id);
+      texts.emplace_back(m.result.dump(), m.children.dump());
     }
-    watch_->poke();
-    return true;
+    std::vector<bool> stored(ms.size(), false);
+    if (ms.empty()) return stored;
+    bool any = false;
+    {
+      std::unique_lock lock(mutex_);
+      Transaction txn(db_, "store");
+      for (std::size_t i = 0; i < ms.size(); ++i) {
+        const ResultMeta& m = ms[i];
+        {
+          auto u = db_.cached("SELECT status FROM weft_results WHERE task_id = ?1").use("store");
+          u.bind(1, m.task_id);
+          if (u.step() && is_ready(parse_status(u.text(0), m.task_id))) continue;  // final already
+        }
+        auto u = db_.cached(
+                        "INSERT OR REPLACE INTO weft_results (task_id, status, result, traceback, children, "
+                        "date_done, name, retries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                     .use("store");
+        u.bind(1, m.task_id).bind(2, status_text(m.state)).bind(3, texts[i].first).bind(4, m.traceback);
+        u.bind(5, texts[i].second);
+        if (m.date_done) {
+          u.bind(6, to_us(*m.date_done));
+        } else {
+          u.bind_null(6);
+        }
+        u.bind(7, m.name).bind(8, std::int64_t{m.retries}).run();
+        stored[i] = true;
+        any = true;
+      }
+      if (any) commit_durably(txn, db_, lock);  // otherwise rolled back: it only read
+    }
+    if (any) watch_->poke();
+    return stored;
   }
+
+  bool prefers_batches() const noexcept override { return true; }
 
   std::optional<ResultMeta> get(std::string_view task_id) override {
     check_task_id(task_id);
@@ -120,19 +135,19 @@ class SqliteBackend final : public ResultBackend {
 
   void forget(std::string_view task_id) override {
     check_task_id(task_id);
-    std::scoped_lock lock(mutex_);
+    std::unique_lock lock(mutex_);
     Transaction txn(db_, "forget");
     db_.cached("DELETE FROM weft_results WHERE task_id = ?1").use("forget").bind(1, task_id).run();
-    txn.commit();
+    commit_durably(txn, db_, lock);
   }
 
   void put(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl) override {
     check_entry(key, value, ttl);
     {
-      std::scoped_lock lock(mutex_);
+      std::unique_lock lock(mutex_);
       Transaction txn(db_, "put");
       set_locked(key, value, ttl, "put");
-      txn.commit();
+      commit_durably(txn, db_, lock);
     }
     watch_->poke();
   }
@@ -141,12 +156,12 @@ class SqliteBackend final : public ResultBackend {
                      std::optional<std::chrono::milliseconds> ttl) override {
     check_entry(key, value, ttl);
     {
-      std::scoped_lock lock(mutex_);
+      std::unique_lock lock(mutex_);
       // BEGIN IMMEDIATE: one writer at a time across processes, so the read and the write below are atomic.
       Transaction txn(db_, "put_if_absent");
       if (live_locked(key, "put_if_absent")) return false;  // rolled back: nothing written
       set_locked(key, value, ttl, "put_if_absent");
-      txn.commit();
+      commit_durably(txn, db_, lock);
     }
     watch_->poke();
     return true;
@@ -175,7 +190,7 @@ class SqliteBackend final : public ResultBackend {
     check_entry(key, {}, ttl);
     std::int64_t n = 0;
     {
-      std::scoped_lock lock(mutex_);
+      std::unique_lock lock(mutex_);
       Transaction txn(db_, "incr");
       bool found = false;
       if (auto v = live_locked(key, "incr")) {
@@ -189,7 +204,7 @@ class SqliteBackend final : public ResultBackend {
         auto u = db_.cached("UPDATE weft_kv SET value = ?2 WHERE key = ?1").use("incr");
         u.bind(1, key).bind(2, std::to_string(n)).run();
       }
-      txn.commit();
+      commit_durably(txn, db_, lock);
     }
     watch_->poke();
     return n;
@@ -198,11 +213,11 @@ class SqliteBackend final : public ResultBackend {
   bool erase(std::string_view key) override {
     bool live = false;
     {
-      std::scoped_lock lock(mutex_);
+      std::unique_lock lock(mutex_);
       Transaction txn(db_, "erase");
       live = live_locked(key, "erase").has_value();
       db_.cached("DELETE FROM weft_kv WHERE key = ?1").use("erase").bind(1, key).run();
-      txn.commit();
+      commit_durably(txn, db_, lock);
     }
     watch_->poke();
     return live;

@@ -83,7 +83,7 @@ class SqliteBroker final : public Broker {
     check_batch(batch);
     if (batch.empty()) return;
     {
-      std::scoped_lock lock(mutex_);
+      std::unique_lock lock(mutex_);
       Transaction txn(db_, "publish");
       const std::int64_t now = now_us();
       for (const Outgoing& o : batch) {
@@ -95,13 +95,22 @@ class SqliteBroker final : public Broker {
             .bind_blob(4, o.envelope)
             .run();
       }
-      txn.commit();
+      commit_durably(txn, db_, lock);
     }
     watch_->poke();
   }
 
   std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
                                   std::optional<SteadyClock::time_point> deadline) override {
+    auto ds = reserve_many(queues, lease, 1, deadline);
+    if (ds.empty()) return std::nullopt;
+    return std::move(ds.front());
+  }
+
+  std::vector<Delivery> reserve_many(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                     std::size_t max, std::optional<SteadyClock::time_point> deadline) override {
+    if (max == 0) throw std::invalid_argument("weft: sqlite broker: reserve_many of 0 messages");
+    max = std::min(max, kMaxReserveBatch);
     if (queues.empty()) throw std::invalid_argument("weft: sqlite broker: reserve from no queues");
     for (const auto& q : queues) check_queue(q);
     if (lease.count() <= 0) throw std::invalid_argument("weft: sqlite broker: the lease must be above 0");
@@ -109,15 +118,15 @@ class SqliteBroker final : public Broker {
                                       ? std::numeric_limits<std::int64_t>::max()
                                       : std::int64_t{lease.count()} * 1000;
     for (;;) {
-      if (interrupted_.load(std::memory_order_acquire)) return std::nullopt;
+      if (interrupted_.load(std::memory_order_acquire)) return {};
       // The snapshot comes before the look, so a change made after the look wakes the wait below.
       const std::uint64_t seen = watch_->snapshot();
-      if (interrupted_.load(std::memory_order_acquire)) return std::nullopt;
+      if (interrupted_.load(std::memory_order_acquire)) return {};
       std::optional<std::int64_t> next_ready_us;
-      if (auto d = try_reserve(queues, lease_us, next_ready_us)) return d;
+      if (auto ds = try_reserve(queues, lease_us, max, next_ready_us); !ds.empty()) return ds;
 
       const auto now = SteadyClock::now();
-      if (deadline && now >= *deadline) return std::nullopt;
+      if (deadline && now >= *deadline) return {};
       auto until = now + options_.recheck;
       if (deadline) until = std::min(until, *deadline);
       if (next_ready_us) {
@@ -129,13 +138,23 @@ class SqliteBroker final : public Broker {
     }
   }
 
-  bool ack(const Delivery& d) override {
-    const std::int64_t id = parse_tag_id(d.tag);
+  bool ack(const Delivery& d) override { return ack_many(std::span(&d, 1)).front(); }
+
+  // Lazy: the result was stored fully before; an acknowledgement a power loss undoes runs the task again.
+  std::vector<bool> ack_many(std::span<const Delivery> ds) override {
+    std::vector<std::int64_t> ids;
+    ids.reserve(ds.size());
+    for (const Delivery& d : ds) ids.push_back(parse_tag_id(d.tag));
+    std::vector<bool> done;
+    done.reserve(ds.size());
+    if (ds.empty()) return done;
     std::scoped_lock lock(mutex_);
-    Transaction txn(db_, "ack");
-    db_.cached("DELETE FROM weft_messages WHERE id = ?1 AND tag = ?2").use("ack").bind(1, id).bind(2, d.tag).run();
-    const bool done = db_.changes() == 1;
-    txn.commit();
+    Transaction txn(db_, "ack", Durability::lazy);
+    for (std::size_t i = 0; i < ds.size(); ++i) {
+      db_.cached("DELETE FROM weft_messages WHERE id = ?1 AND tag = ?2").use("ack").bind(1, ids[i]).bind(2, ds[i].tag).run();
+      done.push_back(db_.changes() == 1);
+    }
+    (void)txn.commit();  // lazy: nothing to wait for
     return done;
   }
 
@@ -144,7 +163,7 @@ class SqliteBroker final : public Broker {
     bool done = false;
     {
       std::scoped_lock lock(mutex_);
-      Transaction txn(db_, "release");
+      Transaction txn(db_, "release", Durability::lazy);
       const std::int64_t now = now_us();
       db_.cached(
              "UPDATE weft_messages SET lease_until = NULL, tag = NULL, not_before = ?1 "
@@ -156,7 +175,7 @@ class SqliteBroker final : public Broker {
           .bind(4, now)
           .run();
       done = db_.changes() == 1;
-      txn.commit();
+      (void)txn.commit();  // lazy: nothing to wait for
     }
     if (done) watch_->poke();
     return done;
@@ -169,7 +188,7 @@ class SqliteBroker final : public Broker {
                                       ? std::numeric_limits<std::int64_t>::max()
                                       : std::int64_t{lease.count()} * 1000;
     std::scoped_lock lock(mutex_);
-    Transaction txn(db_, "renew");
+    Transaction txn(db_, "renew", Durability::lazy);
     const std::int64_t now = now_us();
     db_.cached("UPDATE weft_messages SET lease_until = ?1 WHERE id = ?2 AND tag = ?3 AND lease_until > ?4")
         .use("renew")
@@ -179,13 +198,13 @@ class SqliteBroker final : public Broker {
         .bind(4, now)
         .run();
     const bool done = db_.changes() == 1;
-    txn.commit();
+    (void)txn.commit();  // lazy: nothing to wait for
     return done;
   }
 
   std::size_t purge(std::string_view queue) override {
     check_queue(queue);
-    std::scoped_lock lock(mutex_);
+    std::unique_lock lock(mutex_);
     Transaction txn(db_, "purge");
     db_.cached("DELETE FROM weft_messages WHERE queue = ?1 AND (lease_until IS NULL OR lease_until <= ?2)")
         .use("purge")
@@ -193,7 +212,7 @@ class SqliteBroker final : public Broker {
         .bind(2, now_us())
         .run();
     const auto n = static_cast<std::size_t>(db_.changes());
-    txn.commit();
+    commit_durably(txn, db_, lock);
     return n;
   }
 
@@ -216,12 +235,14 @@ class SqliteBroker final : public Broker {
  private:
   // One look at the database (protocol steps 2 and 3): the delivery, or nullopt and when the first message of
   // `queues` becomes ready by itself (nullopt when they are empty).
-  std::optional<Delivery> try_reserve(std::span<const std::string> queues, std::int64_t lease_us,
-                                      std::optional<std::int64_t>& next_ready_us) {
+  std::vector<Delivery> try_reserve(std::span<const std::string> queues, std::int64_t lease_us, std::size_t max,
+                                    std::optional<std::int64_t>& next_ready_us) {
     const std::string in = queue_placeholders(queues.size());
+    // The limit is bound after the queues: ?(n + 2).
     const std::string pick_sql =
         "SELECT id, envelope, queue, priority, delivery_count FROM weft_messages WHERE queue IN (" + in +
-        ") AND not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY priority DESC, id LIMIT 1";
+        ") AND not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY priority DESC, id LIMIT ?" +
+        std::to_string(queues.size() + 2);
     const std::string next_sql =
         "SELECT MIN(MAX(not_before, COALESCE(lease_until, not_before))) FROM weft_messages WHERE queue IN (" + in +
         ")";  // ?1 (now) is unused here but bound: the queues keep pick_sql's numbers
@@ -235,44 +256,47 @@ class SqliteBroker final : public Broker {
       return *own;
     };
 
-    Transaction txn(db_, "reserve");
+    // Lazy: a lease a power loss undoes only makes the message ready again.
+    Transaction txn(db_, "reserve", Durability::lazy);
     const std::int64_t now = now_us();
-    std::optional<Delivery> d;
-    std::int64_t id = 0;
+    std::vector<Delivery> ds;
+    std::vector<std::int64_t> ids;
     {
       auto u = statement(pick_sql).use("reserve");
       u.bind(1, now);
       for (std::size_t i = 0; i < queues.size(); ++i) u.bind(static_cast<int>(i + 2), queues[i]);
-      if (u.step()) {
-        id = u.int64(0);
-        d.emplace();
-        d->envelope = u.text(1);
-        d->queue = u.text(2);
-        d->priority = static_cast<int>(u.int64(3));
-        d->delivery_count = static_cast<int>(u.int64(4) + 1);
+      u.bind(static_cast<int>(queues.size() + 2), static_cast<std::int64_t>(max));
+      while (u.step()) {
+        ids.push_back(u.int64(0));
+        Delivery& d = ds.emplace_back();
+        d.envelope = u.text(1);
+        d.queue = u.text(2);
+        d.priority = static_cast<int>(u.int64(3));
+        d.delivery_count = static_cast<int>(u.int64(4) + 1);
       }
     }
-    if (d) {
+    for (std::size_t i = 0; i < ds.size(); ++i) {
       char hex[33];
       std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(rng_()),
                     static_cast<unsigned long long>(rng_()));
-      d->tag = std::to_string(id) + "." + hex;
+      ds[i].tag = std::to_string(ids[i]) + "." + hex;
       db_.cached(
              "UPDATE weft_messages SET lease_until = ?1, tag = ?2, delivery_count = delivery_count + 1 "
              "WHERE id = ?3")
           .use("reserve")
           .bind(1, add_saturated(now, lease_us))
-          .bind(2, d->tag)
-          .bind(3, id)
+          .bind(2, ds[i].tag)
+          .bind(3, ids[i])
           .run();
-    } else {
+    }
+    if (ds.empty()) {
       auto u = statement(next_sql).use("reserve");
       u.bind(1, now);
       for (std::size_t i = 0; i < queues.size(); ++i) u.bind(static_cast<int>(i + 2), queues[i]);
       if (u.step() && !u.is_null(0)) next_ready_us = u.int64(0);
     }
-    txn.commit();
-    return d;
+    (void)txn.commit();  // lazy: nothing to wait for
+    return ds;
   }
 
   const SqliteOptions options_;

@@ -1,6 +1,7 @@
 // The shared SQLite machinery; the settings and the wake-up protocol are described in sqlite_db.hpp.
 #include "sqlite_db.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -163,6 +164,37 @@ std::string Statement::Use::text(int col) const {
 
 // ---- Database --------------------------------------------------------------------------------------------
 
+struct Database::Shared {
+  std::mutex writer;  // held by a write transaction, from BEGIN IMMEDIATE to COMMIT or ROLLBACK
+  std::mutex sync_mutex;
+  std::condition_variable synced_cv;
+  std::uint64_t committed = 0;  // full commits made (numbered in WAL order: counted under `writer`)
+  std::uint64_t synced = 0;     // full commits known durable
+  bool syncing = false;         // a leader is syncing the WAL
+  int wal_fd = -1;              // the WAL file, opened by the first leader (it exists after a commit)
+  ~Shared() {
+    if (wal_fd >= 0) ::close(wal_fd);
+  }
+};
+
+namespace {
+
+// One per database file per process, by canonical path.
+std::shared_ptr<Database::Shared> shared_of(const std::string& canonical_path) {
+  static std::mutex registry_mutex;
+  static std::unordered_map<std::string, std::weak_ptr<Database::Shared>> registry;
+  std::lock_guard lock(registry_mutex);
+  auto& slot = registry[canonical_path];
+  if (auto m = slot.lock()) return m;
+  auto m = std::make_shared<Database::Shared>();
+  slot = m;
+  // Drop the entries of files no connection holds any more, so the registry stays as small as what is open.
+  std::erase_if(registry, [](const auto& e) { return e.second.expired(); });
+  return m;
+}
+
+}  // namespace
+
 Database::Database(std::string path, const SqliteOptions& options) : path_(std::move(path)) {
   if (path_.empty()) throw std::invalid_argument("weft: sqlite: the database path is empty");
   if (path_ == ":memory:" || path_.starts_with("file:")) {
@@ -186,6 +218,7 @@ Database::Database(std::string path, const SqliteOptions& options) : path_(std::
   char resolved[PATH_MAX];
   if (::realpath(dir.c_str(), resolved) == nullptr) fail_errno("open", path_, errno);
   canonical_path_ = std::string(resolved) + (std::string_view(resolved) == "/" ? "" : "/") + file;
+  shared_ = shared_of(canonical_path_);
 
   const int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                  SQLITE_OPEN_NOMUTEX, nullptr);
@@ -202,7 +235,8 @@ Database::Database(std::string path, const SqliteOptions& options) : path_(std::
       fail("open", brc);
     }
     set_wal_mode(options.busy_timeout);
-    exec("PRAGMA synchronous=FULL", "open (synchronous=FULL)");
+    // Commits do not sync by themselves; Transaction::commit syncs (a group commit) where it must.
+    exec("PRAGMA synchronous=NORMAL", "open (synchronous=NORMAL)");
     Transaction txn(*this, "open (schema)");
     exec(kSchema, "open (schema)");
     exec("INSERT OR IGNORE INTO weft_meta (key, value) VALUES ('schema_version', '" +
@@ -217,7 +251,7 @@ Database::Database(std::string path, const SqliteOptions& options) : path_(std::
                           std::to_string(kSchemaVersion));
       }
     }
-    txn.commit();
+    sync_through(txn.commit());
   } catch (...) {
     cache_.clear();
     sqlite3_close_v2(db_);
@@ -304,9 +338,61 @@ void Database::check_usable() const {
   if (!unusable_.empty()) throw weft::Error("weft: sqlite '" + path_ + "': " + unusable_);
 }
 
+void Database::sync_through(std::uint64_t seq) {
+  Shared& sh = *shared_;
+  std::unique_lock lock(sh.sync_mutex);
+  while (sh.synced < seq) {
+    if (sh.syncing) {
+      sh.synced_cv.wait(lock);
+      continue;
+    }
+    // The leader: one sync covers every commit numbered so far (the WAL is one file, written in order).
+    sh.syncing = true;
+    const std::uint64_t target = sh.committed;
+    int fd = sh.wal_fd;
+    lock.unlock();
+    std::string error;
+    if (fd < 0) {
+      // The WAL file stays while a connection of this process is open (the last connection to close removes
+      // it), so one descriptor serves for the life of `sh`. Its directory entry is synced once, as SQLite
+      // does for a journal it creates.
+      const std::string wal = canonical_path_ + "-wal";
+      fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        const int e = errno;
+        error = "open '" + wal + "': " + std::strerror(e);
+      } else {
+        const auto [dir, file] = split_path(canonical_path_);
+        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || ::fsync(dfd) != 0) {
+          const int e = errno;
+          error = "sync of the directory '" + dir + "': " + std::strerror(e);
+          ::close(fd);  // opened again, and the directory synced, by the next leader
+          fd = -1;
+        }
+        if (dfd >= 0) ::close(dfd);
+      }
+    }
+    if (error.empty() && ::fdatasync(fd) != 0) {
+      const int e = errno;
+      error = std::string("fdatasync of the WAL: ") + std::strerror(e);
+    }
+    lock.lock();
+    if (sh.wal_fd < 0 && fd >= 0) sh.wal_fd = fd;
+    sh.syncing = false;
+    if (error.empty()) sh.synced = std::max(sh.synced, target);
+    sh.synced_cv.notify_all();
+    if (!error.empty()) {
+      throw weft::Error("weft: sqlite commit '" + path_ + "': " + error +
+                        "; the commit was made and may not survive a power loss");
+    }
+  }
+}
+
 // ---- Transaction -----------------------------------------------------------------------------------------
 
-Transaction::Transaction(Database& db, std::string_view operation) : db_(db), operation_(operation) {
+Transaction::Transaction(Database& db, std::string_view operation, Durability durability)
+    : db_(db), operation_(operation), durability_(durability), writer_(db.shared_->writer) {
   db.check_usable();
   int rc = SQLITE_BUSY;
   for (int attempt = 0; attempt < kBeginAttempts; ++attempt) {
@@ -328,10 +414,17 @@ Transaction::~Transaction() {
   }
 }
 
-void Transaction::commit() {
+std::uint64_t Transaction::commit() {
   const int rc = sqlite3_exec(db_.handle(), "COMMIT", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) db_.fail(std::string(operation_) + " (commit)", rc);
   open_ = false;
+  std::uint64_t seq = 0;
+  if (durability_ == Durability::full) {
+    std::lock_guard lock(db_.shared_->sync_mutex);
+    seq = ++db_.shared_->committed;  // under the writers' mutex: numbers follow the WAL's order
+  }
+  writer_.unlock();
+  return seq;
 }
 
 // ---- ChangeWatch -----------------------------------------------------------------------------------------

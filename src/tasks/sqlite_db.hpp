@@ -1,14 +1,24 @@
 // src/tasks/sqlite_db.hpp — what the SQLite broker and result backend share: one connection with its settings,
 // prepared statements, short write transactions, and the watch that wakes waiters when the database changes.
 //
-// Durability and sharing. Every connection runs the database in WAL mode (readers never block the one writer)
-// with synchronous=FULL: each commit syncs the WAL, so a publish, ack or store that returned survives a power
-// loss, not only a crash of the process (synchronous=NORMAL syncs at checkpoints only and may lose the last
-// commits). Every operation is one short transaction; writers start it with BEGIN IMMEDIATE so that two
-// processes never both hold a read snapshot they then fail to upgrade. A busy database is waited for by
-// SQLite's busy handler (SqliteOptions::busy_timeout), and BEGIN IMMEDIATE is retried kBeginAttempts times
-// after that before the operation fails. Switching a new file to WAL is the one step SQLite refuses at once
-// instead of waiting when another process does the same; Database retries it for up to busy_timeout.
+// Durability and sharing. Every connection runs the database in WAL mode (readers never block the one writer).
+// A commit of Durability::full returns once the WAL is synced, so a publish, store or put that returned
+// survives a power loss, not only a crash of the process. The sync is a group commit shared by the
+// connections of this process on the file: SQLite commits without syncing (synchronous=NORMAL), then the
+// committer waits until a sync that began after its commit has finished; one committer syncs the WAL for all
+// that wait meanwhile (the leader), the others wait for it — so many writers share one sync instead of
+// queueing for one each, and nobody holds the write lock while the disk syncs. What a commit wrote is visible
+// to readers just before it is durable: only a power loss in that window undoes it, and it takes those
+// readers with it (processes of this machine). The broker's lease bookkeeping (reserve, renew, release, ack)
+// commits lazily (Durability::lazy, no sync of its own): a power loss may undo it, which only delivers a
+// message again; the next full commit syncs it as well. Every operation is one short transaction; writers
+// start it with BEGIN IMMEDIATE so that two processes never both hold a read snapshot they then fail to
+// upgrade. Write transactions of one process on one file take turns on a mutex of the process before BEGIN
+// IMMEDIATE, so a thread never sleeps in SQLite's busy handler (which sleeps in steps of milliseconds) for
+// another thread of its process; writers of different processes meet in that busy handler
+// (SqliteOptions::busy_timeout), and BEGIN IMMEDIATE is retried kBeginAttempts times after it before the
+// operation fails. Switching a new file to WAL is the one step SQLite refuses at once instead of waiting when
+// another process does the same; Database retries it for up to busy_timeout.
 //
 // Waking without polling (ChangeWatch), one watch per database file per process:
 //  1. A waiter takes snapshot() of the change generation. The first snapshot adds an inotify watch on the
@@ -62,6 +72,13 @@ std::chrono::system_clock::time_point from_us(std::int64_t us);
 std::int64_t add_saturated(std::int64_t a, std::int64_t b);
 
 class Database;
+
+/// How a commit reaches the disk. `full`: commit() returns once the WAL is synced (survives a power loss).
+/// `lazy`: written to the WAL without a sync (survives a crash of the process; a power loss may undo it, and
+/// the next full commit of any connection syncs it too). Lazy is for writes whose loss only delays a
+/// message: a lease taken, renewed or given back, an acknowledgement made after the result was stored fully
+/// (lost, the task runs once more — at-least-once).
+enum class Durability { full, lazy };
 
 /// A prepared statement, reset and unbound when a use ends (Statement::Use). Not thread-safe: used under
 /// the owner's connection mutex.
@@ -137,8 +154,17 @@ class Database {
   /// Throws if an earlier ROLLBACK failed and the connection's state is unknown.
   void check_usable() const;
   void mark_unusable(std::string why) { unusable_ = std::move(why); }
+  /// Returns once everything this process committed on the file up to its commit number `seq` (from
+  /// Transaction::commit; 0: nothing to wait for) is synced (the group commit above). Thread-safe: call it
+  /// without the owner's mutex, so that other operations proceed during the sync. Throws weft::Error when
+  /// the sync fails (what was committed stays committed, and may not be durable).
+  void sync_through(std::uint64_t seq);
 
   static constexpr std::size_t kMaxCachedStatements = 64;
+
+  /// What this process's connections to one file share: the writers' mutex and the group commit (defined in
+  /// sqlite_db.cpp).
+  struct Shared;
 
  private:
   void set_wal_mode(std::chrono::milliseconds patience);
@@ -148,23 +174,38 @@ class Database {
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, std::unique_ptr<Statement>> cache_;
   std::string unusable_;
+  std::shared_ptr<Shared> shared_;
+  friend class Transaction;
 };
 
 /// A write transaction: BEGIN IMMEDIATE (retried while busy), then commit(); a transaction that was not
 /// committed is rolled back by the destructor.
 class Transaction {
  public:
-  Transaction(Database& db, std::string_view operation);
+  Transaction(Database& db, std::string_view operation, Durability durability = Durability::full);
   ~Transaction();
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
-  void commit();
+  /// COMMIT. Returns the commit's number for Database::sync_through (Durability::full), 0 for a lazy one;
+  /// see commit_durably.
+  [[nodiscard]] std::uint64_t commit();
 
  private:
   Database& db_;
   std::string_view operation_;
+  Durability durability_;
+  std::unique_lock<std::mutex> writer_;
   bool open_ = false;
 };
+
+/// Commits `txn`, releases the owner's `lock` (its connection's mutex), then waits until the commit is
+/// durable: the sync happens without the owner's mutex, so that several threads of the owner share it.
+template <class Lock>
+void commit_durably(Transaction& txn, Database& db, Lock& lock) {
+  const std::uint64_t seq = txn.commit();
+  lock.unlock();
+  db.sync_through(seq);
+}
 
 /// The change notification of one database file in this process (protocol at the top of this file).
 /// Thread-safe.

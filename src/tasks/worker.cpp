@@ -28,12 +28,13 @@ struct Worker::Running final : TaskContext {
   int retries_ = 0;
   const std::string* host = nullptr;
   std::chrono::steady_clock::time_point started;
+  std::chrono::steady_clock::time_point renewed;  // guarded by mu_: its lease was taken or last extended
   std::optional<std::chrono::steady_clock::time_point> soft_deadline, hard_deadline;
   std::atomic<bool> cancel{false};
-  std::atomic<bool> abandoned{false};  // its state was stored and its delivery acked by the housekeeper
   bool identified = false;  // guarded by mu_: id_, task, msg, retries_ and the deadlines are set (decoded)
   bool acked = false;       // guarded by mu_: acknowledged before it ran (acks_late off): no renewals
   bool settled = false;  // guarded by the worker's mu_: its thread or the housekeeper has taken the right to settle it
+  bool completing = false;  // guarded by mu_: settled by its thread, its result on the way (leases still renewed)
 
   const std::string& id() const noexcept override { return id_; }
   const std::string& name() const noexcept override { return task; }
@@ -45,6 +46,17 @@ struct Worker::Running final : TaskContext {
   bool cancelled() const noexcept override {
     return cancel.load(std::memory_order_acquire) || (hard_deadline && std::chrono::steady_clock::now() >= *hard_deadline);
   }
+};
+
+// How a task's delivery ends: its result to store, its acknowledgement, then its canvas.
+struct Worker::Completion {
+  std::shared_ptr<Running> r;
+  std::optional<ResultMeta> meta;  // none: ignore_result, or no id to store it under
+  bool ack = true;                 // false: acknowledged before it ran (acks_late off)
+  bool after = false;              // send what the message's canvas asks for, with `state` and `value`
+  TaskMessage msg;
+  State state = State::success;
+  Json value;
 };
 
 namespace {
@@ -194,6 +206,16 @@ Worker::Worker(App& app, WorkerOptions options) : app_(app), options_(std::move(
     options_.concurrency = a.max;
   }
   if (options_.concurrency == 0) options_.concurrency = cpus();
+  if (options_.prefetch != 0 &&
+      (options_.prefetch < options_.concurrency || options_.prefetch > WorkerOptions::kMaxPrefetch)) {
+    throw std::invalid_argument("weft: a worker's prefetch must be from its concurrency (" +
+                                std::to_string(options_.concurrency) + ") to " +
+                                std::to_string(WorkerOptions::kMaxPrefetch) + ", or 0 (got " +
+                                std::to_string(options_.prefetch) + ")");
+  }
+  prefetch_ = options_.prefetch != 0 ? options_.prefetch
+                                     : std::min(options_.concurrency * 4, WorkerOptions::kMaxPrefetch);
+  batch_results_ = app_.backend().prefers_batches();
   hostname_ = options_.hostname.empty() ? default_hostname() : options_.hostname;
   broker_ = connect_broker(app_.options().broker);
   if (options_.pool == Pool::processes) {
@@ -229,6 +251,7 @@ void Worker::start() {
     const std::size_t first = options_.autoscale ? options_.autoscale->min : options_.concurrency;
     for (std::size_t i = 0; i < first; ++i) grow_locked();
   }
+  if (batch_results_) completer_ = std::thread([this] { run_completer(); });
   // Discoverable (App::workers) as soon as start() returns; stop() removes it before it returns.
   heartbeat(true);
   housekeeper_ = std::thread([this] { housekeep(); });
@@ -263,11 +286,35 @@ void Worker::stop() {
   }
   broker_->interrupt();
   cv_.notify_all();
+  take_cv_.notify_all();
   std::lock_guard join_lock(join_mu_);
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
-  // Only now that no task can start does the housekeeper end (it looked after every task until here).
+  // The prefetched messages that did not start go back to the broker, ready at once for another worker.
+  std::deque<std::shared_ptr<Running>> waiting;
+  {
+    std::lock_guard lock(mu_);
+    waiting.swap(waiting_);
+  }
+  for (const auto& r : waiting) {
+    try {
+      broker_->release(r->delivery);
+    } catch (const std::exception& e) {
+      note_error("handing back " + r->delivery.tag + ": " + e.what());  // its lease ends it instead
+    }
+    unregister(r->delivery.tag);
+  }
+  // The results of the tasks that ran are stored and their messages acknowledged.
+  if (completer_.joinable()) {
+    {
+      std::lock_guard lock(done_mu_);
+      completer_stop_ = true;
+    }
+    done_cv_.notify_all();
+    completer_.join();
+  }
+  // Only now that no task can start or complete does the housekeeper end (it renewed their leases until here).
   {
     std::lock_guard lock(mu_);
     consumers_done_ = true;
@@ -285,18 +332,9 @@ void Worker::consume(std::size_t slot) {
   while (!stopping_.load(std::memory_order_acquire)) {
     std::optional<Steady::time_point> deadline;
     if (options_.autoscale) deadline = Steady::now() + options_.autoscale->idle;
-    std::optional<Delivery> d;
-    try {
-      d = broker_->reserve(options_.queues, options_.lease, deadline);
-    } catch (const std::exception& e) {
-      // The broker failed (a locked or broken database): counted, and tried again a second later.
-      note_error(std::string("reserve: ") + e.what());
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_.load(std::memory_order_acquire); });
-      continue;
-    }
-    if (!d) {
-      if (!options_.autoscale) continue;  // interrupted: stopping_ is set
+    std::shared_ptr<Running> r = next(deadline);
+    if (!r) {
+      if (!options_.autoscale) continue;  // interrupted (stopping_ is set), or a broker error a second ago
       std::lock_guard lock(mu_);
       if (!stopping_.load(std::memory_order_acquire) && live_ > options_.autoscale->min) {
         alive_[slot] = 0;  // idle for `idle`: this thread ends (its slot is joined when reused, or by stop())
@@ -305,23 +343,198 @@ void Worker::consume(std::size_t slot) {
       }
       continue;
     }
-    {
-      std::lock_guard lock(mu_);
-      ++stats_.received;
-      if (d->delivery_count > 1) ++stats_.redelivered;
-    }
     try {
-      handle(*d);
+      handle(r);
     } catch (const std::exception& e) {
       // Storing a result, acknowledging or publishing a retry failed (the broker or backend is in trouble):
       // the message goes back to the broker to run again in a second (unless it was acknowledged already).
-      note_error("task delivery " + d->tag + ": " + e.what());
+      note_error("task delivery " + r->delivery.tag + ": " + e.what());
       try {
-        broker_->release(*d, std::chrono::system_clock::now() + std::chrono::seconds(1));
+        broker_->release(r->delivery, std::chrono::system_clock::now() + std::chrono::seconds(1));
       } catch (const std::exception& again) {
         note_error("release after an error: " + std::string(again.what()));  // its lease ends it instead
       }
+      unregister(r->delivery.tag);
     }
+    {
+      std::lock_guard lock(mu_);
+      --active_;
+    }
+  }
+}
+
+std::shared_ptr<Worker::Running> Worker::next(std::optional<Steady::time_point> deadline) {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (stopping_.load(std::memory_order_acquire)) return nullptr;
+    if (!waiting_.empty()) {
+      std::shared_ptr<Running> r = std::move(waiting_.front());
+      waiting_.pop_front();
+      ++active_;
+      // Autoscale: every thread busy → one more waits for the next message (it ends again if none comes).
+      if (options_.autoscale && active_ >= live_ && live_ < options_.autoscale->max) grow_locked();
+      return r;
+    }
+    if (!fetching_ && running_.size() - completing_ < prefetch_) {
+      const std::size_t room = prefetch_ - (running_.size() - completing_);
+      fetching_ = true;
+      lock.unlock();
+      std::vector<Delivery> ds;
+      std::string error;
+      try {
+        ds = broker_->reserve_many(options_.queues, options_.lease, room, deadline);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      lock.lock();
+      fetching_ = false;
+      const auto now = Steady::now();
+      for (Delivery& d : ds) {
+        // Registered at once, so that its lease is renewed from now on (waiting, decoding, a rate-limit wait,
+        // a slow backend) and the housekeeper, which runs until the completions have ended, sees it.
+        auto r = std::make_shared<Running>();
+        r->delivery = std::move(d);
+        r->host = &hostname_;
+        r->started = now;
+        r->renewed = now;  // the housekeeper renews it lease/3 from now (it wakes at least that often)
+        ++stats_.received;
+        if (r->delivery.delivery_count > 1) ++stats_.redelivered;
+        running_.emplace(r->delivery.tag, r);
+        waiting_.push_back(std::move(r));
+      }
+      if (takers_ > 0) take_cv_.notify_all();  // the others take the rest, or one of them fetches now
+      if (!ds.empty()) continue;
+      if (!error.empty()) {
+        // The broker failed (a locked or broken database): counted, and tried again a second later.
+        ++stats_.errors;
+        stats_.last_error = "reserve: " + error;
+        take_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_.load(std::memory_order_acquire); });
+      }
+      return nullptr;  // the deadline passed, or interrupted
+    }
+    // Another thread is reserving, or the worker holds all it may: wait for either to change.
+    ++takers_;
+    bool timed_out = false;
+    if (deadline) {
+      timed_out = take_cv_.wait_until(lock, *deadline) == std::cv_status::timeout;
+    } else {
+      take_cv_.wait(lock);
+    }
+    --takers_;
+    if (timed_out && waiting_.empty()) return nullptr;
+  }
+}
+
+void Worker::unregister(const std::string& tag) {
+  std::lock_guard lock(mu_);
+  running_.erase(tag);
+  if (takers_ > 0) take_cv_.notify_all();  // room under the prefetch limit
+}
+
+// The batch's messages are no longer held. Those the completer had count as completing until now: both
+// change together, so the prefetch count (held minus completing) never sees one without the other.
+void Worker::forget_all(const std::vector<Completion>& batch) {
+  std::lock_guard lock(mu_);
+  for (const Completion& c : batch) running_.erase(c.r->delivery.tag);
+  if (batch_results_) completing_ -= batch.size();
+  if (takers_ > 0) take_cv_.notify_all();  // room under the prefetch limit
+}
+
+void Worker::complete(Completion c) {
+  if (!batch_results_) {
+    std::vector<Completion> one;
+    one.push_back(std::move(c));
+    finish(one);
+    return;
+  }
+  {
+    // Counted before the completer can see it (its forget_all subtracts it again).
+    std::lock_guard lock(mu_);
+    ++completing_;  // no longer counted against the prefetch: the thread takes its next task
+    if (takers_ > 0) take_cv_.notify_all();
+  }
+  {
+    // Back-pressure: a thread waits while kMaxPendingResults wait for the completer (a slow disk).
+    std::unique_lock lock(done_mu_);
+    room_cv_.wait(lock, [&] { return completions_.size() < kMaxPendingResults; });
+    completions_.push_back(std::move(c));
+  }
+  done_cv_.notify_one();
+}
+
+void Worker::run_completer() {
+  std::unique_lock lock(done_mu_);
+  for (;;) {
+    done_cv_.wait(lock, [&] { return !completions_.empty() || completer_stop_; });
+    if (completions_.empty()) return;  // stopping, and every completion is done
+    std::vector<Completion> batch;
+    batch.swap(completions_);
+    lock.unlock();
+    room_cv_.notify_all();
+    finish(batch);
+    lock.lock();
+  }
+}
+
+// Stores the batch's results in one go, then acknowledges their messages, then sends their canvas. A batch
+// that cannot be stored goes back to the broker (each message runs again a second later).
+void Worker::finish(std::vector<Completion>& batch) {
+  std::vector<ResultMeta> metas;
+  for (Completion& c : batch) {
+    if (c.meta) metas.push_back(*c.meta);
+  }
+  std::string error;
+  try {
+    try {
+      if (!metas.empty()) app_.backend().store_many(metas);
+    } catch (const Json::exception&) {
+      // A result JSON cannot hold (a string that is not UTF-8): that task fails instead; the others stand.
+      for (ResultMeta& m : metas) {
+        try {
+          (void)m.result.dump();
+        } catch (const Json::exception& e) {
+          m.state = State::failure;
+          m.result = exc("EncodeError", std::string("weft: the task's result cannot be stored: ") + e.what());
+          for (Completion& c : batch) {
+            if (c.meta && c.meta->task_id == m.task_id && c.after) {
+              c.state = State::failure;
+              c.value = m.result;
+            }
+          }
+        }
+      }
+      app_.backend().store_many(metas);
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!error.empty()) {
+    note_error("storing " + std::to_string(metas.size()) + " results: " + error);
+    for (const Completion& c : batch) {
+      if (c.ack) {
+        try {
+          broker_->release(c.r->delivery, std::chrono::system_clock::now() + std::chrono::seconds(1));
+        } catch (const std::exception& again) {
+          note_error("release after an error: " + std::string(again.what()));  // its lease ends it instead
+        }
+      }
+    }
+    forget_all(batch);
+    return;
+  }
+  std::vector<Delivery> acks;
+  for (const Completion& c : batch) {
+    if (c.ack) acks.push_back(c.r->delivery);
+  }
+  try {
+    if (!acks.empty()) broker_->ack_many(acks);
+  } catch (const std::exception& e) {
+    // The results stand (final); the messages run again when their leases end, and find them stored.
+    note_error("acknowledging " + std::to_string(acks.size()) + " messages: " + e.what());
+  }
+  forget_all(batch);
+  for (const Completion& c : batch) {
+    if (c.after) after_task(c.msg, c.state, c.value);
   }
 }
 
@@ -335,7 +548,6 @@ void Worker::note_error(const std::string& what) {
 // check (while tasks run), the earliest hard time limit, the next heartbeat; task starts and stop() wake it.
 void Worker::housekeep() {
   using Clock = Steady;
-  auto next_renew = Clock::now() + options_.lease / 3;
   auto next_control = Clock::now() + options_.control_interval;
   auto next_beat = Clock::now() + options_.heartbeat;  // start() wrote the first
   std::unique_lock lock(mu_);
@@ -350,17 +562,24 @@ void Worker::housekeep() {
       next_beat = Clock::now() + options_.heartbeat;
       continue;
     }
-    std::vector<std::shared_ptr<Running>> all;      // not settled: leases to renew
+    // Leases are renewed when a third of the lease has passed since they were taken or last renewed.
+    const auto period = std::max<Clock::duration>(options_.lease / 3, std::chrono::milliseconds(1));
+    std::vector<std::shared_ptr<Running>> due;
+    std::optional<Clock::time_point> next_renew;
     std::vector<std::pair<std::shared_ptr<Running>, std::string>> started;  // identified: their ids
     for (const auto& [tag, r] : running_) {
-      if (r->settled || r->acked) continue;
-      all.push_back(r);
-      if (r->identified) started.emplace_back(r, r->id_);
+      if (r->acked || (r->settled && !r->completing)) continue;
+      if (r->renewed + period <= now) {
+        due.push_back(r);
+      } else if (!next_renew || r->renewed + period < *next_renew) {
+        next_renew = r->renewed + period;
+      }
+      if (r->identified && !r->settled) started.emplace_back(r, r->id_);
     }
-    if (!all.empty() && now >= next_renew) {
+    if (!due.empty()) {
       lock.unlock();
       std::uint64_t lost = 0;
-      for (const auto& r : all) {
+      for (const auto& r : due) {
         try {
           lost += broker_->renew(r->delivery, options_.lease) ? 0 : 1;
         } catch (const std::exception& e) {
@@ -369,7 +588,8 @@ void Worker::housekeep() {
       }
       lock.lock();
       stats_.lease_lost += lost;
-      next_renew = Clock::now() + options_.lease / 3;
+      const auto at = Clock::now();
+      for (const auto& r : due) r->renewed = at;  // a lost or failed one is tried again a period later
       continue;
     }
     if (!started.empty() && now >= next_control) {
@@ -410,10 +630,11 @@ void Worker::housekeep() {
       if (ended) ++stats_.time_limited;
       continue;
     }
-    auto wake = stopping ? Clock::time_point::max() : next_beat;
-    if (!all.empty()) wake = std::min(wake, next_renew);
+    auto wake = stopping ? Clock::time_point::max() : std::min(next_beat, now + period);  // + leases taken meanwhile
+    if (next_renew) wake = std::min(wake, *next_renew);
     if (!started.empty()) wake = std::min(wake, next_control);
     if (earliest) wake = std::min(wake, *earliest);
+    hk_wake_ = wake;  // a task that starts and needs the housekeeper sooner wakes it (handle)
     if (wake == Clock::time_point::max()) {
       cv_.wait(lock);
     } else {
@@ -443,10 +664,11 @@ bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json&
     meta.retries = r->retries_;
     store(meta);
     if (!acked) broker_->ack(r->delivery);
+    std::lock_guard lock(mu_);
+    r->acked = true;  // no more renewals while its thread runs on
   } catch (const std::exception& e) {
     note_error("ending task " + r->id_ + " early: " + e.what());
   }
-  r->abandoned.store(true, std::memory_order_release);
   {
     std::lock_guard lock(mu_);
     if (state == State::failure) ++stats_.failed;
@@ -466,12 +688,15 @@ void Worker::heartbeat(bool online) {
     Json active = Json::array();
     WorkerStats st;
     std::size_t concurrency = 0;
+    std::size_t reserved = 0;
     {
       std::lock_guard lock(mu_);
       st = stats_;
       concurrency = live_;
+      reserved = waiting_.size();
       const auto now = Steady::now();
       for (const auto& [tag, r] : running_) {
+        if (!r->identified || r->settled) continue;  // prefetched and not started, or finished
         active.push_back({{"id", r->id_},
                           {"name", r->task},
                           {"retries", r->retries_},
@@ -490,6 +715,8 @@ void Worker::heartbeat(bool online) {
                                                   : Json(nullptr)},
                  {"queues", options_.queues},
                  {"active", std::move(active)},
+                 {"reserved", reserved},
+                 {"prefetch", prefetch_},
                  {"stats",
                   {{"received", st.received},
                    {"succeeded", st.succeeded},
@@ -521,13 +748,18 @@ void Worker::after_task(const TaskMessage& m, State state, const Json& result) {
 
 bool Worker::store(const ResultMeta& m) { return app_.backend().store(m); }
 
-void Worker::handle(const Delivery& d) {
+void Worker::handle(const std::shared_ptr<Running>& r) {
+  const Delivery& d = r->delivery;
   auto count = [this](std::uint64_t WorkerStats::*field) {
     std::lock_guard lock(mu_);
     ++(stats_.*field);
   };
-  auto finish = [&](const std::string& id, State state, const Json& result, const std::string& name, int retries,
-                    bool ignore) {
+  // The delivery ends: `state` with `result` is stored under `id` (unless ignored or there is no id), the
+  // message acknowledged (unless it was before it ran), then the canvas of `after` sent.
+  auto end = [&](const std::string& id, State state, const Json& result, const std::string& name, int retries,
+                 bool ignore, const TaskMessage* after) {
+    Completion c;
+    c.r = r;
     if (!ignore && !id.empty()) {
       ResultMeta m;
       m.task_id = id;
@@ -536,39 +768,21 @@ void Worker::handle(const Delivery& d) {
       m.date_done = std::chrono::system_clock::now();
       m.name = name;
       m.retries = retries;
-      try {
-        store(m);
-      } catch (const Json::exception& e) {  // a result JSON cannot hold (a string that is not UTF-8)
-        m.state = State::failure;
-        m.result = exc("EncodeError", std::string("weft: the task's result cannot be stored: ") + e.what());
-        store(m);
-      }
+      c.meta = std::move(m);
     }
+    {
+      std::lock_guard lock(mu_);
+      c.ack = !r->acked;
+      r->completing = true;
+    }
+    if (after != nullptr) {
+      c.after = true;
+      c.msg = *after;
+      c.state = state;
+      c.value = result;
+    }
+    complete(std::move(c));
   };
-  // Registered at once, so that its lease is renewed from now on (decoding, a rate-limit wait, a slow
-  // backend) and the housekeeper, which runs until the consume threads have ended, sees it.
-  auto r = std::make_shared<Running>();
-  r->delivery = d;
-  r->host = &hostname_;
-  r->started = Steady::now();
-  {
-    std::lock_guard lock(mu_);
-    running_.emplace(d.tag, r);
-    // Autoscale: every thread busy → one more waits for the next message (it ends again if none comes).
-    if (options_.autoscale && running_.size() >= live_ && live_ < options_.autoscale->max &&
-        !stopping_.load(std::memory_order_acquire)) {
-      grow_locked();
-    }
-  }
-  cv_.notify_all();  // the housekeeper renews its lease
-  struct Unregister {
-    Worker* w;
-    const std::string& tag;
-    ~Unregister() {
-      std::lock_guard lock(w->mu_);
-      w->running_.erase(tag);
-    }
-  } unregister{this, d.tag};
 
   TaskMessage m;
   try {
@@ -581,28 +795,23 @@ void Worker::handle(const Delivery& d) {
       id = env.at("headers").at("id").get<std::string>();
     } catch (const std::exception&) {
     }
-    finish(id, State::failure, exc("ProtocolError", e.what()), "", 0, false);
     count(&WorkerStats::poison);
     count(&WorkerStats::failed);
-    broker_->ack(d);
+    end(id, State::failure, exc("ProtocolError", e.what()), "", 0, false, nullptr);
     return;
   }
   auto revoke = [&](const std::string& why) {
     const Json e = exc("TaskRevokedError", why);
     count(&WorkerStats::revoked);
-    finish(m.id, State::revoked, e, m.task, m.retries, false);
-    broker_->ack(d);
-    after_task(m, State::revoked, e);
+    end(m.id, State::revoked, e, m.task, m.retries, false, &m);
   };
   if (m.expires && *m.expires <= std::chrono::system_clock::now()) return revoke("expired");
   const detail::TaskEntry* entry = app_.find(m.task);
   if (entry == nullptr) {
     const Json e = exc("NotRegistered", "weft: no task '" + m.task + "' is registered on " + hostname_);
-    finish(m.id, State::failure, e, m.task, m.retries, false);
     count(&WorkerStats::poison);
     count(&WorkerStats::failed);
-    broker_->ack(d);
-    after_task(m, State::failure, e);
+    end(m.id, State::failure, e, m.task, m.retries, false, &m);
     return;
   }
   const TaskOptions& o = entry->options;
@@ -624,6 +833,7 @@ void Worker::handle(const Delivery& d) {
   // The message's limits (its sender's task options), else this worker's options for the task.
   const auto hard = m.timelimit[0] ? std::optional(seconds_ms(*m.timelimit[0])) : o.time_limit;
   const auto soft = m.timelimit[1] ? std::optional(seconds_ms(*m.timelimit[1])) : o.soft_time_limit;
+  bool wake_housekeeper = false;
   {
     std::lock_guard lock(mu_);
     r->msg = m;
@@ -634,17 +844,28 @@ void Worker::handle(const Delivery& d) {
     if (hard && !processes_) r->hard_deadline = r->started + *hard;  // a process pool kills at the limit itself
     if (soft) r->soft_deadline = r->started + *soft;
     r->identified = true;
+    // The housekeeper looks for its revocation within control_interval and ends it at its hard limit: woken
+    // only when it would sleep past either.
+    auto need = r->started + options_.control_interval;
+    if (r->hard_deadline) need = std::min(need, *r->hard_deadline);
+    wake_housekeeper = need < hk_wake_;
   }
-  cv_.notify_all();  // the housekeeper watches its limits and revocation
+  if (wake_housekeeper) cv_.notify_all();
   if (!o.acks_late) {
     broker_->ack(d);
     std::lock_guard lock(mu_);
     r->acked = true;
   }
   if (options_.track_started && !ignore) {
-    finish(m.id, State::started, Json{{"pid", ::getpid()}, {"hostname", hostname_}}, m.task, m.retries, false);
+    ResultMeta started;
+    started.task_id = m.id;
+    started.state = State::started;
+    started.result = Json{{"pid", ::getpid()}, {"hostname", hostname_}};
+    started.name = m.task;
+    started.retries = m.retries;
+    store(started);
   }
-  enum class Outcome { success, failure, bad_arguments, retry } outcome = Outcome::success;
+  enum class Outcome { success, failure, bad_arguments, retry, discarded, late } outcome = Outcome::success;
   Json value;
   std::optional<std::chrono::milliseconds> retry_in;
   std::string retry_reason;
@@ -727,8 +948,23 @@ void Worker::handle(const Delivery& d) {
   }
   {
     std::lock_guard lock(mu_);
-    if (r->settled) return;  // the housekeeper ended it (time limit, terminate): its result is discarded
-    r->settled = true;
+    if (r->settled) {
+      outcome = Outcome::discarded;  // the housekeeper ended it (time limit, terminate)
+    } else {
+      r->settled = true;
+      // Returned after its hard limit (it saw cancelled(), say) before the housekeeper got to it: the limit
+      // holds all the same, whichever thread noticed first.
+      if (r->hard_deadline && Steady::now() >= *r->hard_deadline) outcome = Outcome::late;
+    }
+  }
+  if (outcome == Outcome::discarded) {
+    unregister(d.tag);
+    return;
+  }
+  if (outcome == Outcome::late) {
+    outcome = Outcome::failure;
+    value = exc("TimeLimitExceeded", "weft: task " + m.task + " exceeded its hard time limit");
+    count(&WorkerStats::time_limited);
   }
   if (outcome == Outcome::retry && o.max_retries >= 0 && m.retries >= o.max_retries) {
     outcome = Outcome::failure;
@@ -738,16 +974,19 @@ void Worker::handle(const Delivery& d) {
   switch (outcome) {
     case Outcome::success:
       count(&WorkerStats::succeeded);  // counted before the result is visible, so a caller sees both
-      finish(m.id, State::success, value, m.task, m.retries, ignore);
+      end(m.id, State::success, value, m.task, m.retries, ignore, &m);
       break;
     case Outcome::bad_arguments:
       count(&WorkerStats::poison);
       count(&WorkerStats::failed);
-      finish(m.id, State::failure, value, m.task, m.retries, false);
+      end(m.id, State::failure, value, m.task, m.retries, false, &m);
       break;
     case Outcome::failure:
       count(&WorkerStats::failed);
-      finish(m.id, State::failure, value, m.task, m.retries, ignore);
+      end(m.id, State::failure, value, m.task, m.retries, ignore, &m);
+      break;
+    case Outcome::discarded:
+    case Outcome::late:
       break;
     case Outcome::retry: {
       TaskMessage again = m;
@@ -756,14 +995,11 @@ void Worker::handle(const Delivery& d) {
       // Publish the retry before acknowledging this delivery: a crash in between runs the task once more
       // rather than never.
       broker_->publish(again.queue, encode_envelope(again), again.priority, again.eta);
-      finish(m.id, State::retry, exc("Retry", retry_reason), m.task, again.retries, ignore);
       count(&WorkerStats::retried);
+      end(m.id, State::retry, exc("Retry", retry_reason), m.task, again.retries, ignore, nullptr);
       break;
     }
   }
-  if (o.acks_late) broker_->ack(d);
-  if (outcome == Outcome::success) after_task(m, State::success, value);
-  if (outcome == Outcome::failure || outcome == Outcome::bad_arguments) after_task(m, State::failure, value);
 }
 
 }  // namespace weft::tasks

@@ -44,4 +44,12 @@ inline std::string url_for(const std::string& kind, const TempDir& dir, const st
   return "sqlite://" + dir.db();
 }
 
+/// url_for's, with memory:// names numbered per call as well, so that a repeated run (--gtest_repeat) starts
+/// on an empty broker too. Call it once per test and keep the URL.
+inline std::string fresh_url_for(const std::string& kind, const TempDir& dir, const std::string& prefix) {
+  static int calls = 0;  // tests run one at a time
+  const std::string url = url_for(kind, dir, prefix);
+  return kind == "memory" ? url + "-" + std::to_string(++calls) : url;
+}
+
 }  // namespace weft::test

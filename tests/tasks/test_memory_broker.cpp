@@ -155,6 +155,43 @@ TEST(MemoryBroker, ConcurrentReserversEachMessageOnce) {
   }
 }
 
+TEST(MemoryBroker, AFullBrokerRefusesPublishesUntilMessagesAreAcknowledged) {
+  const std::string url = "memory://full-broker?max_messages=3";
+  auto b = connect_broker(url);
+  b->publish("q", "m1", 0, std::nullopt);
+  b->publish("q", "m2", 0, std::nullopt);
+  // A batch that does not fit is refused whole.
+  EXPECT_THROW(b->publish_many(std::vector<Outgoing>{{"q", "m3"}, {"q", "m4"}}), BrokerFull);
+  EXPECT_EQ(b->size("q"), 2u);
+  b->publish("q", "m3", 0, std::nullopt);
+  try {
+    b->publish("q", "m4", 0, std::nullopt);
+    ADD_FAILURE() << "a fourth message was taken";
+  } catch (const BrokerFull& e) {
+    EXPECT_NE(std::string(e.what()).find("limit of 3 messages"), std::string::npos) << e.what();
+  }
+  // A reserved message still counts; an acknowledged one makes room.
+  auto d = b->reserve(kQ, 10s, soon());
+  ASSERT_TRUE(d);
+  EXPECT_THROW(b->publish("q", "m4", 0, std::nullopt), BrokerFull);
+  ASSERT_TRUE(b->ack(*d));
+  b->publish("q", "m4", 0, std::nullopt);
+  EXPECT_EQ(b->size("q"), 3u);
+  // Another connection shares the broker and its limit; naming another limit for it is an error.
+  EXPECT_EQ(connect_broker("memory://full-broker")->size("q"), 3u);
+  EXPECT_THROW(connect_broker("memory://full-broker?max_messages=4"), std::invalid_argument);
+  // The result backend of the same URL is the one named full-broker.
+  connect_backend(url)->put("k", "v", std::nullopt);
+  EXPECT_EQ(connect_backend("memory://full-broker")->read("k"), "v");
+}
+
+TEST(MemoryBroker, BadOptionsAreRefused) {
+  for (const char* url : {"memory://x?max_messages=0", "memory://x?max_messages=", "memory://x?size=3",
+                          "memory://x?max_messages=12abc", "memory://x?max_messages=1000001"}) {
+    EXPECT_THROW(connect_broker(url), std::invalid_argument) << url;
+  }
+}
+
 TEST(MemoryBackend, StoreGetWaitForgetAndTheFirstFinalStateWins) {
   auto r = connect_backend("memory://backend-test");
   EXPECT_FALSE(r->get("t1"));

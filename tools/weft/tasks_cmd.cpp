@@ -94,6 +94,7 @@ struct WorkerCli {
   std::string schedule;
   std::vector<std::string> load;
   std::size_t concurrency = 0;
+  std::size_t prefetch = 0;
   std::vector<std::string> queues{"celery"};
   std::string hostname;
   double lease = 30;
@@ -123,6 +124,7 @@ int run_worker_cli(const WorkerCli& w) {
   }
   weft::tasks::WorkerOptions o;
   o.concurrency = w.concurrency;
+  o.prefetch = w.prefetch;
   o.queues = w.queues;
   o.hostname = w.hostname;
   o.lease = seconds(w.lease);
@@ -332,9 +334,10 @@ int run_inspect(const InspectCli& c) {
     if (c.what == "ping") {
       fmt::print("{}: pong (heartbeat {:.1f} s ago)\n", w.hostname, age);
     } else if (c.what == "workers") {
-      fmt::print("{}: pid {}, {} CPUs, pool {} x{}, queues {}, {} active, load {:.2f} {:.2f} {:.2f}, heartbeat {:.1f} s ago\n",
-                 w.hostname, w.pid, w.cpus, w.pool, w.concurrency, Json(w.queues).dump(), w.active.size(),
-                 w.loadavg[0], w.loadavg[1], w.loadavg[2], age);
+      fmt::print("{}: pid {}, {} CPUs, pool {} x{}, queues {}, {} active, {} reserved (prefetch {}), load {:.2f} "
+                 "{:.2f} {:.2f}, heartbeat {:.1f} s ago\n",
+                 w.hostname, w.pid, w.cpus, w.pool, w.concurrency, Json(w.queues).dump(), w.active.size(), w.reserved,
+                 w.prefetch, w.loadavg[0], w.loadavg[1], w.loadavg[2], age);
     } else if (c.what == "active") {
       fmt::print("{}: {} active\n", w.hostname, w.active.size());
       for (const auto& a : w.active) {
@@ -426,6 +429,10 @@ Command add_worker_command(CLI::App& app) {
                   "max,min: grow to max threads under load, shrink to min when idle (instead of --concurrency)")
       ->delimiter(',')
       ->expected(2);
+  sub->add_option("--prefetch", o->prefetch,
+                  "Most tasks held waiting to run or running (0: 4 x concurrency; at least the concurrency)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, weft::tasks::WorkerOptions::kMaxPrefetch));
   sub->add_option("--queues,-Q", o->queues, "Queues to consume, in order of preference")->delimiter(',')->capture_default_str();
   sub->add_option("--hostname,-n", o->hostname, "This worker's name (default weft@<host>)");
   sub->add_option("--lease", o->lease, "Seconds a reserved task stays this worker's without renewal")

@@ -116,7 +116,9 @@ struct WorkerInfo {
   std::string pool;                     ///< "threads" or "processes"
   std::size_t concurrency = 0;
   std::vector<std::string> queues;
-  Json active = Json::array();          ///< [{"id", "name", "retries", "runtime" (s), "delivery_count"}]
+  Json active = Json::array();          ///< running: [{"id", "name", "retries", "runtime" (s), "delivery_count"}]
+  std::size_t reserved = 0;             ///< prefetched, waiting for a thread
+  std::size_t prefetch = 0;             ///< its prefetch limit
   Json stats = Json::object();          ///< the worker's counters (WorkerStats)
   std::vector<std::string> registered;  ///< its task names
   std::array<double, 3> loadavg{};      ///< the machine's 1, 5, 15 minute load

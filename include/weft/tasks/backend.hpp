@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +54,13 @@ class ResultBackend {
   /// ignored (returns false), so a duplicate delivery cannot overwrite the first result. Throws weft::Error
   /// for storage failures.
   virtual bool store(const ResultMeta& m) = 0;
+  /// store() of each of `ms`, element i telling store()'s answer for ms[i]. sqlite://: one transaction and
+  /// one durable commit for all of them (all or none: on an exception nothing was stored). The default calls
+  /// store() for each, in order.
+  virtual std::vector<bool> store_many(std::span<const ResultMeta> ms);
+  /// True when store_many of many results costs about what one store() does (a durable commit), so that a
+  /// worker should gather the results of its tasks and store them together. The default: false.
+  virtual bool prefers_batches() const noexcept { return false; }
   /// The task's meta; nullopt when nothing was stored (PENDING to the caller).
   virtual std::optional<ResultMeta> get(std::string_view task_id) = 0;
   /// Waits until the task is ready or `deadline` passes (none: forever); returns the meta then (possibly not

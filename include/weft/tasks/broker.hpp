@@ -1,5 +1,7 @@
 // weft/tasks/broker.hpp — what carries task messages from clients to workers. Brokers are chosen by URL:
-//   memory://[name]           one process (a named in-process broker: every connect with the same name shares it)
+//   memory://[name]           one process (a named in-process broker: every connect with the same name shares it);
+//                             memory://name?max_messages=N sets the most messages it holds (the first connect
+//                             creates it; default and most kMaxMemoryMessages); a full broker throws BrokerFull
 //   sqlite:///path/to/q.db    several processes on one machine, persistent, no server (the embedded default)
 //
 // Delivery is at-least-once, with leases:
@@ -45,8 +47,9 @@ struct Outgoing {
   std::optional<SysTime> not_before{};
 };
 
-/// The most messages one publish_many takes.
+/// The most messages one publish_many takes, and one reserve_many hands out.
 inline constexpr std::size_t kMaxPublishBatch = 10'000;
+inline constexpr std::size_t kMaxReserveBatch = 1'000;
 
 /// The broker interface. Implementations are thread-safe: any member from any thread at once.
 class Broker {
@@ -54,7 +57,7 @@ class Broker {
   virtual ~Broker() = default;
 
   /// Stores `envelope` on `queue`. `priority` 0-9 (higher first; clamped). Throws MessageTooLarge
-  /// (above kMaxEnvelope), std::invalid_argument (empty queue name), std::system_error / weft::Error for
+  /// (above kMaxEnvelope), BrokerFull (memory://: at its limits), std::invalid_argument (empty queue name), std::system_error / weft::Error for
   /// storage failures (nothing stored).
   virtual void publish(std::string_view queue, std::string_view envelope, int priority,
                        std::optional<SysTime> not_before) = 0;
@@ -71,8 +74,18 @@ class Broker {
   virtual std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
                                           std::optional<std::chrono::steady_clock::time_point> deadline) = 0;
 
-  /// Removes a reserved message. False when its lease had already ended (it may have gone to another worker).
+  /// Up to `max` ready messages at once (at least one unless it returns empty on timeout or interrupt), each
+  /// under its own lease, in the order reserve() would hand them out: a worker's prefetch. sqlite://: one
+  /// transaction for all of them. Throws like reserve(), and std::invalid_argument for max 0.
+  virtual std::vector<Delivery> reserve_many(std::span<const std::string> queues, std::chrono::milliseconds lease,
+                                             std::size_t max,
+                                             std::optional<std::chrono::steady_clock::time_point> deadline) = 0;
+
+  /// Removes a reserved message. False when this delivery no longer holds it: its lease ended and it was
+  /// delivered again (possibly to another worker), or it was acknowledged or released already.
   virtual bool ack(const Delivery& d) = 0;
+  /// ack() of each of `ds` (sqlite://: in one transaction); element i tells ack()'s answer for ds[i].
+  virtual std::vector<bool> ack_many(std::span<const Delivery> ds) = 0;
   /// Makes a reserved message ready again, at `not_before` (none: now). False when the lease had ended.
   virtual bool release(const Delivery& d, std::optional<SysTime> not_before = std::nullopt) = 0;
   /// Extends the lease to now + `lease`. False when it had already ended (then stop the task if possible:

@@ -43,6 +43,17 @@ class MessageTooLarge : public weft::Error {
   using weft::Error::Error;
 };
 
+/// A publish refused because the broker holds all it may (memory://: kMaxMemoryMessages messages or
+/// kMaxMemoryBytes of envelopes). Nothing of the publish was stored; try again once workers have taken some.
+class BrokerFull : public weft::Error {
+ public:
+  using weft::Error::Error;
+};
+
+/// The most messages, and envelope bytes, one memory:// broker holds (ready, scheduled and reserved).
+inline constexpr std::size_t kMaxMemoryMessages = 1'000'000;
+inline constexpr std::size_t kMaxMemoryBytes = std::size_t{1} << 30;
+
 /// How a message's body [args, kwargs, embed] is serialized (kombu's content types).
 enum class Serializer {
   json,     ///< "application/json" (Celery's default)

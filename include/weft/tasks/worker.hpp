@@ -1,7 +1,9 @@
 // weft/tasks/worker.hpp — runs an App's tasks from its broker with a pool of threads.
 //
 // Each of `concurrency` threads loops:
-//  1. reserve() the next message of the worker's queues under a lease (a prefetch of one per thread);
+//  1. takes the next prefetched message; when there is none, one thread at a time reserves more from the
+//     worker's queues with reserve_many(), each under its own lease, up to the prefetch limit (the messages
+//     the worker holds waiting to run or running);
 //  2. decode it; a message that cannot be decoded, names no registered task, or carries arguments that do not
 //     fit is poison: its task (when it names an id) gets FAILURE with a clear error, and it is acknowledged,
 //     never retried; an expired one (expires passed) or a revoked one (App::revoke) gets REVOKED;
@@ -9,6 +11,11 @@
 //     ignore_result, or — on Retry, or an exception its autoretry_for accepts, while retries are left —
 //     publish it again with retries + 1 at now + its backoff delay, store RETRY, and acknowledge this delivery;
 //     then send what the message's canvas asks for (callbacks, the rest of a chain, a chord's body).
+//     With a backend that prefers batches (sqlite://), the thread hands the result and the acknowledgement to
+//     the worker's completer thread and takes its next task at once: the completer stores every result
+//     handed to it meanwhile with one durable commit (store_many), then acknowledges them (ack_many), then
+//     sends their canvas. A result is visible, and its message acknowledged, only after that commit; a
+//     worker that dies before it leaves the message unacknowledged, so it runs again (at-least-once).
 // One housekeeping thread, while tasks run:
 //  4. extends their leases every lease/3, so that a slow task is not delivered to another worker; a renewal
 //     that fails is counted (lease_lost): another worker may run it as well;
@@ -23,7 +30,8 @@
 //  7. every `heartbeat` writes the worker's description to the backend ("worker:<hostname>", living three
 //     heartbeats): hostname, pid, CPUs, pool, concurrency, queues, the active tasks, counters, load average
 //     and registered tasks. App::workers() and `weft inspect` read them; stop() removes it.
-// stop(): no new reservations; the running tasks finish (a warm shutdown). A program that must stop at once
+// stop(): no new reservations; the running tasks finish and their results are stored, the prefetched ones
+// that did not start are handed back to the broker (ready at once for another worker) (a warm shutdown). A program that must stop at once
 // (a cold shutdown) exits without stop(): the deliveries it held are not acknowledged, so the broker delivers
 // them again once their leases end.
 #pragma once
@@ -34,6 +42,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,7 +79,7 @@ struct Autoscale {
 
 struct WorkerOptions {
   std::size_t concurrency = 0;                   ///< tasks at once; 0: the CPUs this process may use
-  std::vector<std::string> queues = {"celery"};  ///< consumed in this order of preference at equal priority
+  std::vector<std::string> queues = {"celery"};  ///< consumed together: higher priority first, then older
   std::chrono::milliseconds lease{30'000};       ///< how long a reserved task stays ours without renewal
   bool track_started = false;                    ///< store STARTED when a task begins (one more write per task)
   std::string hostname{};                        ///< default "weft@<host>"; unique per live worker
@@ -92,6 +101,14 @@ struct WorkerOptions {
   std::size_t process_max_message = std::size_t{1} << 20;
   /// Grow and shrink between autoscale->min and max threads instead of a fixed `concurrency`.
   std::optional<Autoscale> autoscale{};
+  /// The most messages the worker holds at once under its leases waiting to run (prefetched) or running.
+  /// 0: 4 × concurrency (autoscale: × max). At least concurrency (one per thread), at most kMaxPrefetch.
+  /// (Finished tasks whose results wait for the completer's next commit are held as well, up to 64.) A larger prefetch saves broker round trips when tasks are short; a
+  /// smaller one spreads long tasks better over several workers (a prefetched task waits for this worker
+  /// even when another is idle). Prefetched leases are renewed like running ones; a killed worker's are
+  /// delivered again when they end, and stop() hands them back at once.
+  std::size_t prefetch = 0;
+  static constexpr std::size_t kMaxPrefetch = 65'536;
 };
 
 struct WorkerStats {
@@ -145,7 +162,7 @@ int run_worker(App& app, WorkerOptions options, const RunWorkerOptions& run = {}
 
 /// The worker's command line, for programs that register their own tasks and run as workers:
 ///   int main(int argc, char** argv) { App app({...}); app.task<&add>("add"); return worker_main(app, argc, argv); }
-/// Flags: -c/--concurrency N, -Q/--queues a,b, -n/--hostname NAME, --lease SECONDS, --heartbeat SECONDS,
+/// Flags: -c/--concurrency N, --prefetch N, -Q/--queues a,b, -n/--hostname NAME, --lease SECONDS, --heartbeat SECONDS,
 /// -q/--quiet, -h/--help. Returns run_worker's status, or 2 after printing what is wrong with the flags.
 int worker_main(App& app, int argc, char** argv);
 
@@ -188,10 +205,19 @@ class Worker {
 
  private:
   struct Running;
+  struct Completion;
   void consume(std::size_t slot);
+  // The next prefetched message for a consume thread (reserving more when there are none); null at the
+  // deadline, on stop, or after a broker error (counted).
+  std::shared_ptr<Running> next(std::optional<std::chrono::steady_clock::time_point> deadline);
+  void complete(Completion c);
+  void finish(std::vector<Completion>& batch);
+  void forget_all(const std::vector<Completion>& batch);
+  void run_completer();
+  void unregister(const std::string& tag);
   void grow_locked();
   void housekeep();
-  void handle(const Delivery& d);
+  void handle(const std::shared_ptr<Running>& r);
   bool store(const ResultMeta& m);
   void heartbeat(bool online);
   void note_error(const std::string& what);
@@ -214,8 +240,26 @@ class Worker {
   bool started_ = false;
   mutable std::mutex mu_;
   std::mutex join_mu_;  // serialises the joins of concurrent stop() calls
-  std::condition_variable cv_;  // the housekeeper sleeps here; stop() and task starts/ends wake it
-  std::unordered_map<std::string, std::shared_ptr<Running>> running_;  // by delivery tag, guarded by mu_
+  std::condition_variable cv_;  // the housekeeper sleeps here; stop() and task starts that need it wake it
+  std::chrono::steady_clock::time_point hk_wake_ = std::chrono::steady_clock::time_point::max();  // guarded by mu_
+  std::condition_variable take_cv_;  // consume threads wait here for a prefetched message or room to fetch
+  std::size_t takers_ = 0;           // guarded by mu_: threads waiting on take_cv_
+  // Every message the worker holds (prefetched, running, completing), by delivery tag, guarded by mu_.
+  std::unordered_map<std::string, std::shared_ptr<Running>> running_;
+  std::deque<std::shared_ptr<Running>> waiting_;  // prefetched, not started; guarded by mu_
+  bool fetching_ = false;  // guarded by mu_: a consume thread is in reserve_many
+  std::size_t active_ = 0;  // guarded by mu_: consume threads handling a task (autoscale grows when all are)
+  std::size_t prefetch_ = 0;
+  // The completer (backends that prefer batches): completions_ guarded by done_mu_.
+  static constexpr std::size_t kMaxPendingResults = 64;
+  bool batch_results_ = false;
+  std::size_t completing_ = 0;  // guarded by mu_: handed to the completer, still in running_
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;   // the completer waits for completions
+  std::condition_variable room_cv_;   // consume threads wait for room below kMaxPendingResults
+  std::vector<Completion> completions_;
+  bool completer_stop_ = false;
+  std::thread completer_;
   WorkerStats stats_;  // guarded by mu_
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> next_slot_;  // rate limits, by task
 };
