@@ -73,9 +73,9 @@ AsyncResult App::send_message(TaskMessage m) {
   if (m.id.empty()) m.id = new_task_id();
   if (m.root_id.empty()) m.root_id = m.id;
   if (m.origin.empty()) m.origin = origin_;
-  const std::string envelope = encode_envelope(m);
-  broker_->publish(m.queue, envelope, m.priority, m.eta);
-  return AsyncResult(backend_, m.id);
+  const auto message = std::make_shared<const TaskMessage>(std::move(m));
+  broker_->publish_messages(std::span(&message, 1));
+  return AsyncResult(backend_, message->id);
 }
 
 std::vector<WorkerInfo> App::workers() const {
@@ -117,8 +117,8 @@ std::vector<AsyncResult> App::send_many(std::vector<TaskMessage> messages) {
     throw std::invalid_argument("weft: send_many of " + std::to_string(messages.size()) +
                                 " messages, above the limit of " + std::to_string(kMaxPublishBatch));
   }
-  std::vector<std::string> envelopes;
-  envelopes.reserve(messages.size());
+  std::vector<std::shared_ptr<const TaskMessage>> batch;
+  batch.reserve(messages.size());
   std::vector<AsyncResult> results;
   results.reserve(messages.size());
   for (TaskMessage& m : messages) {
@@ -126,15 +126,10 @@ std::vector<AsyncResult> App::send_many(std::vector<TaskMessage> messages) {
     if (m.id.empty()) m.id = new_task_id();
     if (m.root_id.empty()) m.root_id = m.id;
     if (m.origin.empty()) m.origin = origin_;
-    envelopes.push_back(encode_envelope(m));
     results.emplace_back(backend_, m.id);
+    batch.push_back(std::make_shared<const TaskMessage>(std::move(m)));
   }
-  std::vector<Outgoing> batch;
-  batch.reserve(messages.size());
-  for (std::size_t i = 0; i < messages.size(); ++i) {
-    batch.push_back(Outgoing{messages[i].queue, envelopes[i], messages[i].priority, messages[i].eta});
-  }
-  broker_->publish_many(batch);
+  broker_->publish_messages(batch);
   return results;
 }
 

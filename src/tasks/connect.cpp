@@ -1,6 +1,7 @@
 // Brokers and result backends by URL.
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "memory.hpp"
 #include "sqlite_backend.hpp"
@@ -25,6 +26,25 @@ void detail::check_batch(std::span<const Outgoing> batch) {
   }
   for (const Outgoing& o : batch) check_outgoing(o.queue, o.envelope);
 }
+
+void Broker::publish_messages(std::span<const std::shared_ptr<const TaskMessage>> messages) {
+  if (messages.size() > kMaxPublishBatch) {
+    throw std::invalid_argument("weft: a batch of " + std::to_string(messages.size()) +
+                                " messages is above the limit of " + std::to_string(kMaxPublishBatch));
+  }
+  std::vector<std::string> envelopes;
+  envelopes.reserve(messages.size());
+  for (const auto& m : messages) envelopes.push_back(encode_envelope(*m));
+  std::vector<Outgoing> batch;
+  batch.reserve(messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const TaskMessage& m = *messages[i];
+    batch.push_back(Outgoing{m.queue, envelopes[i], m.priority, m.eta});
+  }
+  publish_many(batch);
+}
+
+std::string envelope_of(const Delivery& d) { return d.message ? encode_envelope(*d.message) : d.envelope; }
 
 namespace {
 struct Url {

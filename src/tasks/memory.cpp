@@ -33,6 +33,47 @@ void check_queue(std::string_view q) {
   if (q.empty()) throw std::invalid_argument("weft: an empty queue name");
 }
 
+// About the size of `j` as compact JSON, without encoding it: texts (with their quotes) and keys as they are,
+// 8 bytes per other scalar, the brackets and separators. What memory:// checks against kMaxEnvelope for a
+// message kept as an object. Iterative: arguments nested deeply are no reason to run out of stack.
+std::size_t estimated_json_size(const Json& root) {
+  std::size_t n = 0;
+  std::vector<const Json*> todo{&root};
+  while (!todo.empty()) {
+    const Json* j = todo.back();
+    todo.pop_back();
+    if (j->is_string()) {
+      n += j->get_ref<const std::string&>().size() + 2;
+    } else if (j->is_object()) {
+      n += 2;
+      for (auto it = j->begin(); it != j->end(); ++it) {
+        n += it.key().size() + 4;
+        todo.push_back(&it.value());
+      }
+    } else if (j->is_array()) {
+      n += 2;
+      for (const Json& e : *j) {
+        n += 1;
+        todo.push_back(&e);
+      }
+    } else if (j->is_binary()) {
+      n += j->get_binary().size();
+    } else {
+      n += 8;
+    }
+  }
+  return n;
+}
+
+// A message kept as an object: its arguments, canvas and headers, and the fixed part of an envelope.
+std::size_t estimated_size(const TaskMessage& m) {
+  constexpr std::size_t kEnvelope = 512;  // headers, properties and delivery info around the body
+  return kEnvelope + m.id.size() + m.task.size() + m.root_id.size() + m.parent_id.size() + m.group.size() +
+         m.origin.size() + estimated_json_size(m.args) + estimated_json_size(m.kwargs) +
+         estimated_json_size(m.callbacks) + estimated_json_size(m.errbacks) + estimated_json_size(m.chain) +
+         estimated_json_size(m.chord) + estimated_json_size(m.extra_headers);
+}
+
 // The broker's state, shared by every connection to the same name.
 class MemoryBrokerCore {
  public:
@@ -46,6 +87,41 @@ class MemoryBrokerCore {
       std::lock_guard lock(mu_);
       check_room_locked(1, envelope.size());
       store_locked(queue, envelope, priority, not_before);
+    }
+    cv_.notify_all();
+  }
+
+  // Messages kept as objects (App's sends): their size is estimated, not measured (nothing is encoded).
+  void publish_messages(std::span<const std::shared_ptr<const TaskMessage>> ms) {
+    if (ms.size() > kMaxPublishBatch) {
+      throw std::invalid_argument("weft: a batch of " + std::to_string(ms.size()) + " messages is above the limit of " +
+                                  std::to_string(kMaxPublishBatch));
+    }
+    std::vector<std::size_t> sizes;
+    sizes.reserve(ms.size());
+    std::size_t bytes = 0;
+    for (const auto& m : ms) {
+      if (m == nullptr) throw std::invalid_argument("weft: publish_messages of a null message");
+      if (m->queue.empty()) throw std::invalid_argument("weft: an empty queue name");
+      const std::size_t size = estimated_size(*m);
+      if (size > kMaxEnvelope) {
+        throw MessageTooLarge("weft: a message of about " + std::to_string(size) +
+                              " bytes (its arguments as JSON) is above the limit of " + std::to_string(kMaxEnvelope));
+      }
+      sizes.push_back(size);
+      bytes += size;
+    }
+    if (ms.empty()) return;
+    {
+      std::lock_guard lock(mu_);
+      check_room_locked(ms.size(), bytes);  // all or none
+      for (std::size_t i = 0; i < ms.size(); ++i) {
+        const TaskMessage& m = *ms[i];
+        Msg& stored = store_locked(m.queue, {}, m.priority, m.eta);
+        stored.message = ms[i];
+        stored.bytes = sizes[i];
+        bytes_ += sizes[i];
+      }
     }
     cv_.notify_all();
   }
@@ -94,7 +170,7 @@ class MemoryBrokerCore {
         best_set->erase(best_set->begin());
         Msg& m = msgs_[seq];
         ++m.deliveries;
-        Delivery& d = out.emplace_back(Delivery{next_tag(), m.envelope, m.queue, m.priority, m.deliveries});
+        Delivery& d = out.emplace_back(Delivery{next_tag(), m.envelope, m.queue, m.priority, m.deliveries, m.message});
         m.tag = d.tag;
         m.lease_until = now + lease;
         leased_.emplace(d.tag, seq);
@@ -200,6 +276,15 @@ class MemoryBrokerCore {
   }
 
  private:
+  struct Msg {
+    std::string queue, envelope, tag;
+    std::shared_ptr<const TaskMessage> message;  // publish_messages: the message itself, no envelope
+    std::size_t bytes = 0;                        // counted against kMaxMemoryBytes
+    int priority = 0;
+    int deliveries = 0;
+    Steady::time_point lease_until{};
+  };
+
   bool ack_locked(const Delivery& d) {
     auto it = leased_.find(d.tag);
     if (it == leased_.end()) return false;
@@ -220,32 +305,28 @@ class MemoryBrokerCore {
   void forget_locked(std::uint64_t seq) {
     auto it = msgs_.find(seq);
     if (it == msgs_.end()) return;
-    bytes_ -= it->second.envelope.size();
+    bytes_ -= it->second.bytes;
     msgs_.erase(it);
   }
   // A tag unique within this broker ("m<n>"): delivery tags only need to tell deliveries apart.
   std::string next_tag() { return "m" + std::to_string(++tags_); }
 
-  void store_locked(std::string_view queue, std::string_view envelope, int priority, std::optional<SysTime> not_before) {
+  Msg& store_locked(std::string_view queue, std::string_view envelope, int priority, std::optional<SysTime> not_before) {
     const std::uint64_t seq = ++seq_;
     Msg& m = msgs_[seq];
     m.queue = std::string(queue);
     m.envelope = std::string(envelope);
-    bytes_ += m.envelope.size();
+    m.bytes = m.envelope.size();
+    bytes_ += m.bytes;
     m.priority = std::clamp(priority, 0, 9);
     if (not_before && *not_before > std::chrono::system_clock::now()) {
       scheduled_.emplace(*not_before, seq);
     } else {
       ready_[m.queue].insert({-m.priority, seq});
     }
+    return m;
   }
 
-  struct Msg {
-    std::string queue, envelope, tag;
-    int priority = 0;
-    int deliveries = 0;
-    Steady::time_point lease_until{};
-  };
 
   void remove_lease_end_locked(Steady::time_point at, const std::string& tag) {
     auto [lo, hi] = lease_ends_.equal_range(at);
@@ -303,6 +384,9 @@ class MemoryBroker final : public Broker {
     core_->publish(queue, envelope, priority, not_before);
   }
   void publish_many(std::span<const Outgoing> batch) override { core_->publish_many(batch); }
+  void publish_messages(std::span<const std::shared_ptr<const TaskMessage>> ms) override {
+    core_->publish_messages(ms);
+  }
   std::optional<Delivery> reserve(std::span<const std::string> queues, std::chrono::milliseconds lease,
                                   std::optional<Steady::time_point> deadline) override {
     auto ds = core_->reserve(queues, lease, 1, deadline, interrupted_, interrupts_);

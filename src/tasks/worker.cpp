@@ -23,7 +23,7 @@ namespace weft::tasks {
 // One task that a consume thread is running.
 struct Worker::Running final : TaskContext {
   Delivery delivery;
-  TaskMessage msg;  // as decoded, for the canvas when the housekeeper ends it
+  std::shared_ptr<const TaskMessage> msg;  // as decoded, for the canvas when the housekeeper ends it
   std::string id_, task;
   int retries_ = 0;
   const std::string* host = nullptr;
@@ -54,7 +54,7 @@ struct Worker::Completion {
   std::optional<ResultMeta> meta;  // none: ignore_result, or no id to store it under
   bool ack = true;                 // false: acknowledged before it ran (acks_late off)
   bool after = false;              // send what the message's canvas asks for, with `state` and `value`
-  TaskMessage msg;
+  std::shared_ptr<const TaskMessage> msg;
   State state = State::success;
   Json value;
 };
@@ -534,7 +534,7 @@ void Worker::finish(std::vector<Completion>& batch) {
   }
   forget_all(batch);
   for (const Completion& c : batch) {
-    if (c.after) after_task(c.msg, c.state, c.value);
+    if (c.after) after_task(*c.msg, c.state, c.value);
   }
 }
 
@@ -674,7 +674,7 @@ bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json&
     if (state == State::failure) ++stats_.failed;
     if (state == State::revoked) ++stats_.revoked;
   }
-  after_task(r->msg, state, result);
+  after_task(*r->msg, state, result);
   return true;
 }
 
@@ -757,7 +757,7 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
   // The delivery ends: `state` with `result` is stored under `id` (unless ignored or there is no id), the
   // message acknowledged (unless it was before it ran), then the canvas of `after` sent.
   auto end = [&](const std::string& id, State state, const Json& result, const std::string& name, int retries,
-                 bool ignore, const TaskMessage* after) {
+                 bool ignore, const std::shared_ptr<const TaskMessage>* after) {
     Completion c;
     c.r = r;
     if (!ignore && !id.empty()) {
@@ -784,9 +784,9 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     complete(std::move(c));
   };
 
-  TaskMessage m;
+  std::shared_ptr<const TaskMessage> mp = d.message;  // memory://: as sent, nothing to decode
   try {
-    m = decode_envelope(d.envelope);
+    if (!mp) mp = std::make_shared<const TaskMessage>(decode_envelope(d.envelope));
   } catch (const ProtocolError& e) {
     // Poison: record it under its id if one can be read, then drop it.
     std::string id;
@@ -800,10 +800,11 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     end(id, State::failure, exc("ProtocolError", e.what()), "", 0, false, nullptr);
     return;
   }
+  const TaskMessage& m = *mp;
   auto revoke = [&](const std::string& why) {
     const Json e = exc("TaskRevokedError", why);
     count(&WorkerStats::revoked);
-    end(m.id, State::revoked, e, m.task, m.retries, false, &m);
+    end(m.id, State::revoked, e, m.task, m.retries, false, &mp);
   };
   if (m.expires && *m.expires <= std::chrono::system_clock::now()) return revoke("expired");
   const detail::TaskEntry* entry = app_.find(m.task);
@@ -811,7 +812,7 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     const Json e = exc("NotRegistered", "weft: no task '" + m.task + "' is registered on " + hostname_);
     count(&WorkerStats::poison);
     count(&WorkerStats::failed);
-    end(m.id, State::failure, e, m.task, m.retries, false, &m);
+    end(m.id, State::failure, e, m.task, m.retries, false, &mp);
     return;
   }
   const TaskOptions& o = entry->options;
@@ -836,7 +837,7 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
   bool wake_housekeeper = false;
   {
     std::lock_guard lock(mu_);
-    r->msg = m;
+    r->msg = mp;
     r->id_ = m.id;
     r->task = m.task;
     r->retries_ = m.retries;
@@ -974,16 +975,16 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
   switch (outcome) {
     case Outcome::success:
       count(&WorkerStats::succeeded);  // counted before the result is visible, so a caller sees both
-      end(m.id, State::success, value, m.task, m.retries, ignore, &m);
+      end(m.id, State::success, value, m.task, m.retries, ignore, &mp);
       break;
     case Outcome::bad_arguments:
       count(&WorkerStats::poison);
       count(&WorkerStats::failed);
-      end(m.id, State::failure, value, m.task, m.retries, false, &m);
+      end(m.id, State::failure, value, m.task, m.retries, false, &mp);
       break;
     case Outcome::failure:
       count(&WorkerStats::failed);
-      end(m.id, State::failure, value, m.task, m.retries, ignore, &m);
+      end(m.id, State::failure, value, m.task, m.retries, ignore, &mp);
       break;
     case Outcome::discarded:
     case Outcome::late:
@@ -994,9 +995,10 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
       again.eta = std::chrono::system_clock::now() + *retry_in;
       // Publish the retry before acknowledging this delivery: a crash in between runs the task once more
       // rather than never.
-      broker_->publish(again.queue, encode_envelope(again), again.priority, again.eta);
+      const auto retry = std::make_shared<const TaskMessage>(std::move(again));
+      broker_->publish_messages(std::span(&retry, 1));
       count(&WorkerStats::retried);
-      end(m.id, State::retry, exc("Retry", retry_reason), m.task, again.retries, ignore, nullptr);
+      end(m.id, State::retry, exc("Retry", retry_reason), m.task, retry->retries, ignore, nullptr);
       break;
     }
   }

@@ -312,7 +312,7 @@ TEST(Beat, FirstStepDoesNotCatchUpAndALateBeatFiresOnce) {
   const std::vector<std::string> queues = {"celery"};
   auto d = app.broker().reserve(queues, 10s, std::chrono::steady_clock::now() + kLong);
   ASSERT_TRUE(d);
-  const TaskMessage m = decode_envelope(d->envelope);
+  const TaskMessage m = decode_envelope(envelope_of(*d));
   EXPECT_EQ(m.task, "t.e");
   EXPECT_EQ(m.args, Json::array({1, "x"}));
 }

@@ -262,7 +262,7 @@ TEST_P(Prefetch, StopHandsPrefetchedMessagesBack) {
   for (int i = 2; i < 5; ++i) {
     const std::optional<Delivery> d = app.broker().reserve(queues, 60s, Steady::now());
     ASSERT_TRUE(d) << "task " << i << " is not ready";
-    EXPECT_EQ(decode_envelope(d->envelope).id, rs[i].id()) << "task " << i;
+    EXPECT_EQ(decode_envelope(envelope_of(*d)).id, rs[i].id()) << "task " << i;
     EXPECT_EQ(d->delivery_count, i < 4 ? 2 : 1) << "task " << i;
   }
 }

@@ -87,6 +87,46 @@ TEST_P(PublishMany, SendManyCallsRunOnAWorker) {
   EXPECT_THROW(app.send_many(std::move(nameless)), std::invalid_argument);
 }
 
+// publish_messages: memory:// hands the message itself to the worker (nothing encoded), sqlite:// an envelope;
+// either way envelope_of gives the envelope, and the batch is all or none.
+TEST_P(PublishMany, PublishMessagesKeepsWhatWasSent) {
+  auto b = connect_broker(url());
+  App app({.broker = url(), .backend = url()});
+  TaskMessage m = app.make_message("t.twice", Json::array({21}), Json::object(), {.priority = 3});
+  m.id = "id-1";
+  m.root_id = "id-1";
+  const auto sent = std::make_shared<const TaskMessage>(m);
+  b->publish_messages(std::span(&sent, 1));
+  const std::vector<std::string> queues{"celery"};
+  auto d = b->reserve(queues, 10s, Steady::now() + kLong);
+  ASSERT_TRUE(d);
+  const bool memory = std::string(GetParam()) == "memory";
+  EXPECT_EQ(d->message != nullptr, memory);
+  EXPECT_EQ(d->envelope.empty(), memory);
+  EXPECT_EQ(d->priority, 3);
+  const TaskMessage back = decode_envelope(envelope_of(*d));
+  EXPECT_EQ(back.id, "id-1");
+  EXPECT_EQ(back.task, "t.twice");
+  EXPECT_EQ(back.args, Json::array({21}));
+  EXPECT_TRUE(b->ack(*d));
+
+  // All or none: an empty queue name; memory://: arguments too large (estimated; sqlite:// measures the
+  // envelope, as encode_envelope's own tests show).
+  TaskMessage unrouted = m;
+  unrouted.queue.clear();
+  EXPECT_THROW(b->publish_messages(std::vector<std::shared_ptr<const TaskMessage>>{
+                   sent, std::make_shared<const TaskMessage>(unrouted)}),
+               std::invalid_argument);
+  if (memory) {
+    TaskMessage big = m;
+    big.args = Json::array({std::string(kMaxEnvelope, 'x')});
+    EXPECT_THROW(b->publish_messages(std::vector<std::shared_ptr<const TaskMessage>>{
+                     sent, std::make_shared<const TaskMessage>(big)}),
+                 MessageTooLarge);
+  }
+  EXPECT_EQ(b->size("celery"), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Brokers, PublishMany, ::testing::Values("memory", "sqlite"));
 
 }  // namespace

@@ -37,7 +37,13 @@ struct Delivery {
   std::string queue;
   int priority = 0;
   int delivery_count = 1; ///< 1 the first time; more after leases ran out or releases
+  /// memory://: the message itself, as an App of this process sent it with publish_messages (`envelope` is
+  /// then empty: nothing was encoded). envelope_of() gives the envelope either way.
+  std::shared_ptr<const TaskMessage> message{};
 };
+
+/// The envelope of `d`: d.envelope, or d.message encoded. Throws like encode_envelope.
+std::string envelope_of(const Delivery& d);
 
 /// One message of a publish_many batch.
 struct Outgoing {
@@ -67,6 +73,13 @@ class Broker {
   /// kMaxPublishBatch messages), then they are stored in one go (sqlite://: one durable commit for the batch,
   /// instead of one per message). An empty batch does nothing.
   virtual void publish_many(std::span<const Outgoing> batch) = 0;
+
+  /// Publishes whole messages (what an App sends), each on its queue with its priority and eta, all or none
+  /// like publish_many. The default encodes them (encode_envelope) and calls publish_many; memory:// keeps
+  /// them as they are, so that nothing is encoded or decoded within the process (its MessageTooLarge check
+  /// then estimates the JSON size of the arguments instead of measuring an envelope). Throws what
+  /// encode_envelope and publish_many throw.
+  virtual void publish_messages(std::span<const std::shared_ptr<const TaskMessage>> messages);
 
   /// The next ready message of `queues` under a lease of `lease`; waits until `deadline` (none: until one
   /// comes or interrupt()). Returns nullopt on timeout or interrupt. Throws std::invalid_argument (no queues,
