@@ -402,7 +402,8 @@ void chord_part_succeeded(App& app, const TaskMessage& m, const Json& result) {
   if (!complete) return;
   // Several deliveries may see the chord complete at once (a part delivered twice, or the last two parts
   // finishing together): one sends the body. The claim holds the id of the part that sends it, so that the
-  // same part delivered again after its worker died sends the body in its place.
+  // same part delivered again after its worker died sends the body in its place — and two deliveries of that
+  // same part running at once (a lost lease) may both send it: at-least-once, as every delivery here.
   if (!kv.put_if_absent(sender_key(p.gid), m.id, kCanvasTtl)) {
     const auto holder = kv.read(sender_key(p.gid));
     if (holder && *holder != m.id) return;

@@ -165,13 +165,21 @@ std::string Statement::Use::text(int col) const {
 // ---- Database --------------------------------------------------------------------------------------------
 
 struct Database::Shared {
-  std::mutex writer;  // held by a write transaction, from BEGIN IMMEDIATE to COMMIT or ROLLBACK
+  // The turn to write: held by a write transaction from BEGIN IMMEDIATE to COMMIT or ROLLBACK. A mutex and a
+  // condition variable rather than std::timed_mutex, for a bounded wait that ThreadSanitizer follows.
+  std::mutex turn_mutex;
+  std::condition_variable turn_cv;
+  bool writing = false;  // guarded by turn_mutex
   std::mutex sync_mutex;
   std::condition_variable synced_cv;
   std::uint64_t committed = 0;  // full commits made (numbered in WAL order: counted under `writer`)
   std::uint64_t synced = 0;     // full commits known durable
   bool syncing = false;         // a leader is syncing the WAL
-  int wal_fd = -1;              // the WAL file, opened by the first leader (it exists after a commit)
+  std::string failed;           // why a sync failed: from then on no commit is reported durable
+  std::size_t connections = 0;  // open connections of this process to the file
+  bool reopen_wal = false;      // connections dropped to 0 since wal_fd was opened: the WAL may be another file
+  int wal_fd = -1;              // the WAL file, opened by a leader (it exists after a commit); reopened when
+                                // the file at its path is another one (removed by a last close, made anew)
   ~Shared() {
     if (wal_fd >= 0) ::close(wal_fd);
   }
@@ -179,12 +187,13 @@ struct Database::Shared {
 
 namespace {
 
-// One per database file per process, by canonical path.
+// One per database file per process, by canonical path. The process id is part of the key: a child forked
+// while the parent held connections makes its own (the parent's mutexes may have been held at the fork).
 std::shared_ptr<Database::Shared> shared_of(const std::string& canonical_path) {
   static std::mutex registry_mutex;
   static std::unordered_map<std::string, std::weak_ptr<Database::Shared>> registry;
   std::lock_guard lock(registry_mutex);
-  auto& slot = registry[canonical_path];
+  auto& slot = registry[std::to_string(::getpid()) + ":" + canonical_path];
   if (auto m = slot.lock()) return m;
   auto m = std::make_shared<Database::Shared>();
   slot = m;
@@ -229,12 +238,24 @@ Database::Database(std::string path, const SqliteOptions& options) : path_(std::
     db_ = nullptr;
     throw weft::Error(msg);
   }
+  {
+    std::lock_guard lock(shared_->sync_mutex);
+    ++shared_->connections;
+  }
   try {
     if (const int brc = sqlite3_busy_timeout(db_, static_cast<int>(options.busy_timeout.count()));
         brc != SQLITE_OK) {
       fail("open", brc);
     }
     set_wal_mode(options.busy_timeout);
+    // SQLite names the WAL after the file it opened (a symbolic link resolved): ask it rather than guess.
+    if (const char* wal = sqlite3_filename_wal(sqlite3_db_filename(db_, "main")); wal != nullptr && *wal != '\0') {
+      wal_path_ = wal;
+    } else {
+      wal_path_ = path_ + "-wal";
+    }
+    // A writer of this process waits for another at most as long as that one may wait for other processes.
+    writer_patience_ = std::max(options.busy_timeout, std::chrono::milliseconds(1000)) * (kBeginAttempts + 1);
     // Commits do not sync by themselves; Transaction::commit syncs (a group commit) where it must.
     exec("PRAGMA synchronous=NORMAL", "open (synchronous=NORMAL)");
     Transaction txn(*this, "open (schema)");
@@ -254,10 +275,17 @@ Database::Database(std::string path, const SqliteOptions& options) : path_(std::
     sync_through(txn.commit());
   } catch (...) {
     cache_.clear();
+    closed();
     sqlite3_close_v2(db_);
     db_ = nullptr;
     throw;
   }
+}
+
+// Counted out before SQLite closes: a close that removes the WAL comes after the count reached 0.
+void Database::closed() {
+  std::lock_guard lock(shared_->sync_mutex);
+  if (--shared_->connections == 0) shared_->reopen_wal = true;
 }
 
 void Database::set_wal_mode(std::chrono::milliseconds patience) {
@@ -302,6 +330,7 @@ void Database::set_wal_mode(std::chrono::milliseconds patience) {
 
 Database::~Database() {
   cache_.clear();  // statements first: close_v2 would otherwise leave the connection open as a zombie
+  closed();
   sqlite3_close_v2(db_);
 }
 
@@ -342,6 +371,10 @@ void Database::sync_through(std::uint64_t seq) {
   Shared& sh = *shared_;
   std::unique_lock lock(sh.sync_mutex);
   while (sh.synced < seq) {
+    if (!sh.failed.empty()) {
+      throw weft::Error("weft: sqlite commit '" + path_ + "': an earlier sync of the WAL failed (" + sh.failed +
+                        "); the commit was made and may not survive a power loss");
+    }
     if (sh.syncing) {
       sh.synced_cv.wait(lock);
       continue;
@@ -350,25 +383,29 @@ void Database::sync_through(std::uint64_t seq) {
     sh.syncing = true;
     const std::uint64_t target = sh.committed;
     int fd = sh.wal_fd;
+    const bool reopen = sh.reopen_wal;
+    sh.reopen_wal = false;
     lock.unlock();
     std::string error;
+    // After this process had no connection left, SQLite may have removed the WAL and a new connection made
+    // another: the descriptor is opened again. (While a connection of the process is open — the leader's is —
+    // no process removes it.)
+    if (reopen && fd >= 0) {
+      ::close(fd);
+      fd = -1;
+    }
     if (fd < 0) {
-      // The WAL file stays while a connection of this process is open (the last connection to close removes
-      // it), so one descriptor serves for the life of `sh`. Its directory entry is synced once, as SQLite
-      // does for a journal it creates.
-      const std::string wal = canonical_path_ + "-wal";
-      fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+      // Its directory entry is synced once per descriptor, as SQLite does for a journal it creates.
+      fd = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
         const int e = errno;
-        error = "open '" + wal + "': " + std::strerror(e);
+        error = "open '" + wal_path_ + "': " + std::strerror(e);
       } else {
-        const auto [dir, file] = split_path(canonical_path_);
+        const auto [dir, file] = split_path(wal_path_);
         const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || ::fsync(dfd) != 0) {
           const int e = errno;
           error = "sync of the directory '" + dir + "': " + std::strerror(e);
-          ::close(fd);  // opened again, and the directory synced, by the next leader
-          fd = -1;
         }
         if (dfd >= 0) ::close(dfd);
       }
@@ -378,22 +415,33 @@ void Database::sync_through(std::uint64_t seq) {
       error = std::string("fdatasync of the WAL: ") + std::strerror(e);
     }
     lock.lock();
-    if (sh.wal_fd < 0 && fd >= 0) sh.wal_fd = fd;
+    sh.wal_fd = fd;
     sh.syncing = false;
-    if (error.empty()) sh.synced = std::max(sh.synced, target);
-    sh.synced_cv.notify_all();
-    if (!error.empty()) {
-      throw weft::Error("weft: sqlite commit '" + path_ + "': " + error +
-                        "; the commit was made and may not survive a power loss");
+    if (error.empty()) {
+      sh.synced = std::max(sh.synced, target);
+    } else {
+      sh.failed = error;  // final: see sync_through's documentation
     }
+    sh.synced_cv.notify_all();
   }
 }
 
 // ---- Transaction -----------------------------------------------------------------------------------------
 
 Transaction::Transaction(Database& db, std::string_view operation, Durability durability)
-    : db_(db), operation_(operation), durability_(durability), writer_(db.shared_->writer) {
+    : db_(db), operation_(operation), durability_(durability) {
   db.check_usable();
+  {
+    Database::Shared& sh = *db.shared_;
+    std::unique_lock lock(sh.turn_mutex);
+    writing_ = sh.turn_cv.wait_for(lock, db.writer_patience_, [&] { return !sh.writing; });
+    if (writing_) sh.writing = true;
+  }
+  if (!writing_) {
+    throw weft::Error("weft: sqlite " + std::string(operation) + " '" + db.path() + "': another thread of this " +
+                      "process has held the database for writing longer than " +
+                      std::to_string(db.writer_patience_.count()) + " ms");
+  }
   int rc = SQLITE_BUSY;
   for (int attempt = 0; attempt < kBeginAttempts; ++attempt) {
     rc = sqlite3_exec(db.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
@@ -403,15 +451,18 @@ Transaction::Transaction(Database& db, std::string_view operation, Durability du
     }
     if ((rc & 0xff) != SQLITE_BUSY) break;  // the busy handler already waited busy_timeout: try again
   }
+  end_turn();  // the destructor does not run for a constructor that throws
   db.fail(std::string(operation) + " (begin)", rc);
 }
 
 Transaction::~Transaction() {
-  if (!open_ || sqlite3_get_autocommit(db_.handle()) != 0) return;  // committed, or SQLite rolled back itself
-  if (sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
+  // Not committed, and not rolled back by SQLite itself: roll back.
+  if (open_ && sqlite3_get_autocommit(db_.handle()) == 0 &&
+      sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
     // A destructor cannot throw (it may run while the operation's error is thrown); the next operation will.
     db_.mark_unusable(std::string("a rollback failed: ") + sqlite3_errmsg(db_.handle()));
   }
+  end_turn();
 }
 
 std::uint64_t Transaction::commit() {
@@ -423,8 +474,19 @@ std::uint64_t Transaction::commit() {
     std::lock_guard lock(db_.shared_->sync_mutex);
     seq = ++db_.shared_->committed;  // under the writers' mutex: numbers follow the WAL's order
   }
-  writer_.unlock();
+  end_turn();
   return seq;
+}
+
+void Transaction::end_turn() noexcept {
+  if (!writing_) return;
+  writing_ = false;
+  Database::Shared& sh = *db_.shared_;
+  {
+    std::lock_guard lock(sh.turn_mutex);
+    sh.writing = false;
+  }
+  sh.turn_cv.notify_one();
 }
 
 // ---- ChangeWatch -----------------------------------------------------------------------------------------

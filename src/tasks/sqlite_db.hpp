@@ -76,8 +76,8 @@ class Database;
 /// How a commit reaches the disk. `full`: commit() returns once the WAL is synced (survives a power loss).
 /// `lazy`: written to the WAL without a sync (survives a crash of the process; a power loss may undo it, and
 /// the next full commit of any connection syncs it too). Lazy is for writes whose loss only delays a
-/// message: a lease taken, renewed or given back, an acknowledgement made after the result was stored fully
-/// (lost, the task runs once more — at-least-once).
+/// message: a lease taken, renewed or given back, an acknowledgement (lost, the task runs once more —
+/// at-least-once; for a task acknowledged before it ran, acks_late off, a power loss may run it twice).
 enum class Durability { full, lazy };
 
 /// A prepared statement, reset and unbound when a use ends (Statement::Use). Not thread-safe: used under
@@ -157,7 +157,9 @@ class Database {
   /// Returns once everything this process committed on the file up to its commit number `seq` (from
   /// Transaction::commit; 0: nothing to wait for) is synced (the group commit above). Thread-safe: call it
   /// without the owner's mutex, so that other operations proceed during the sync. Throws weft::Error when
-  /// the sync fails (what was committed stays committed, and may not be durable).
+  /// the sync fails: what was committed stays committed (and visible) and may not survive a power loss. A
+  /// failed sync is final for the file in this process: every later durable commit throws too (the kernel
+  /// reports a write-back error once, so a second sync could claim durability it does not have).
   void sync_through(std::uint64_t seq);
 
   static constexpr std::size_t kMaxCachedStatements = 64;
@@ -168,9 +170,12 @@ class Database {
 
  private:
   void set_wal_mode(std::chrono::milliseconds patience);
+  void closed();
 
   std::string path_;
   std::string canonical_path_;
+  std::string wal_path_;  // where SQLite keeps this connection's WAL (next to the file a symbolic link names)
+  std::chrono::milliseconds writer_patience_{0};  // the longest a write transaction waits for this process's others
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, std::unique_ptr<Statement>> cache_;
   std::string unusable_;
@@ -189,12 +194,13 @@ class Transaction {
   /// COMMIT. Returns the commit's number for Database::sync_through (Durability::full), 0 for a lazy one;
   /// see commit_durably.
   [[nodiscard]] std::uint64_t commit();
+  void end_turn() noexcept;
 
  private:
   Database& db_;
   std::string_view operation_;
   Durability durability_;
-  std::unique_lock<std::mutex> writer_;
+  bool writing_ = false;  // this transaction holds the process's turn to write the file
   bool open_ = false;
 };
 

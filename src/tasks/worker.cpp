@@ -35,6 +35,7 @@ struct Worker::Running final : TaskContext {
   bool acked = false;       // guarded by mu_: acknowledged before it ran (acks_late off): no renewals
   bool settled = false;  // guarded by the worker's mu_: its thread or the housekeeper has taken the right to settle it
   bool completing = false;  // guarded by mu_: settled by its thread, its result on the way (leases still renewed)
+  bool ending = false;      // guarded by mu_: being acknowledged or handed back (a failed renewal is expected)
 
   const std::string& id() const noexcept override { return id_; }
   const std::string& name() const noexcept override { return task; }
@@ -296,6 +297,7 @@ void Worker::stop() {
   {
     std::lock_guard lock(mu_);
     waiting.swap(waiting_);
+    for (const auto& r : waiting) r->ending = true;
   }
   for (const auto& r : waiting) {
     try {
@@ -453,11 +455,15 @@ void Worker::complete(Completion c) {
     ++completing_;  // no longer counted against the prefetch: the thread takes its next task
     if (takers_ > 0) take_cv_.notify_all();
   }
-  {
+  try {
     // Back-pressure: a thread waits while kMaxPendingResults wait for the completer (a slow disk).
     std::unique_lock lock(done_mu_);
     room_cv_.wait(lock, [&] { return completions_.size() < kMaxPendingResults; });
     completions_.push_back(std::move(c));
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    --completing_;  // not handed over: the caller's error path releases and unregisters it
+    throw;
   }
   done_cv_.notify_one();
 }
@@ -522,9 +528,19 @@ void Worker::finish(std::vector<Completion>& batch) {
     forget_all(batch);
     return;
   }
-  std::vector<Delivery> acks;
+  // The canvas before the acknowledgements: a worker that dies in between runs those tasks again (their
+  // results stand, and a chain's next step keeps its id), where the other order would lose the next steps.
   for (const Completion& c : batch) {
-    if (c.ack) acks.push_back(c.r->delivery);
+    if (c.after) after_task(*c.msg, c.state, c.value);
+  }
+  std::vector<Delivery> acks;
+  {
+    std::lock_guard lock(mu_);
+    for (const Completion& c : batch) {
+      if (!c.ack) continue;
+      acks.push_back(c.r->delivery);
+      c.r->ending = true;  // a renewal that finds it acknowledged is no lost lease
+    }
   }
   try {
     if (!acks.empty()) broker_->ack_many(acks);
@@ -533,9 +549,6 @@ void Worker::finish(std::vector<Completion>& batch) {
     note_error("acknowledging " + std::to_string(acks.size()) + " messages: " + e.what());
   }
   forget_all(batch);
-  for (const Completion& c : batch) {
-    if (c.after) after_task(*c.msg, c.state, c.value);
-  }
 }
 
 void Worker::note_error(const std::string& what) {
@@ -568,26 +581,29 @@ void Worker::housekeep() {
     std::optional<Clock::time_point> next_renew;
     std::vector<std::pair<std::shared_ptr<Running>, std::string>> started;  // identified: their ids
     for (const auto& [tag, r] : running_) {
-      if (r->acked || (r->settled && !r->completing)) continue;
+      // Revocation and hard limits watch every started task, acknowledged early or not.
+      if (r->identified && !r->settled) started.emplace_back(r, r->id_);
+      if (r->acked || r->ending || (r->settled && !r->completing)) continue;  // no lease to renew
       if (r->renewed + period <= now) {
         due.push_back(r);
       } else if (!next_renew || r->renewed + period < *next_renew) {
         next_renew = r->renewed + period;
       }
-      if (r->identified && !r->settled) started.emplace_back(r, r->id_);
     }
     if (!due.empty()) {
       lock.unlock();
-      std::uint64_t lost = 0;
+      std::vector<std::shared_ptr<Running>> refused;
       for (const auto& r : due) {
         try {
-          lost += broker_->renew(r->delivery, options_.lease) ? 0 : 1;
+          if (!broker_->renew(r->delivery, options_.lease)) refused.push_back(r);
         } catch (const std::exception& e) {
           note_error(std::string("lease renewal: ") + e.what());  // tried again at the next renewal
         }
       }
       lock.lock();
-      stats_.lease_lost += lost;
+      for (const auto& r : refused) {
+        if (!r->ending && !r->acked) ++stats_.lease_lost;  // not ended by this worker meanwhile: really lost
+      }
       const auto at = Clock::now();
       for (const auto& r : due) r->renewed = at;  // a lost or failed one is tried again a period later
       continue;

@@ -71,6 +71,29 @@ int wait_exit_code(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// A database named through a symbolic link: SQLite keeps the WAL beside the file the link names, and the
+// durable commits sync that one. Connections through the link and through the file see the same queue, also
+// after every connection closed (which removes the WAL) and new ones made another.
+TEST(SqliteBroker, ADatabaseNamedThroughASymbolicLinkWorks) {
+  TempDir dir;
+  const std::string real = dir.path() + "/real.db";
+  std::filesystem::create_directory(dir.path() + "/links");
+  const std::string link = dir.path() + "/links/link.db";
+  {
+    auto b = make_sqlite_broker(real);  // creates the file
+    b->publish("q", "m1", 0, std::nullopt);
+  }
+  std::filesystem::create_symlink(real, link);
+  for (int round = 0; round < 2; ++round) {
+    auto via_link = make_sqlite_broker(link);
+    auto direct = make_sqlite_broker(real);
+    via_link->publish("q", "m" + std::to_string(round + 2), 0, std::nullopt);
+    EXPECT_EQ(direct->size("q"), static_cast<std::size_t>(round + 2));
+    EXPECT_TRUE(std::filesystem::exists(real + "-wal"));
+    EXPECT_FALSE(std::filesystem::exists(link + "-wal"));
+  }
+}
+
 TEST(SqliteBroker, PublishReserveAckRoundTrip) {
   TempDir dir;
   auto b = make_sqlite_broker(dir.db());

@@ -55,7 +55,9 @@ class ResultBackend {
   /// for storage failures.
   virtual bool store(const ResultMeta& m) = 0;
   /// store() of each of `ms`, element i telling store()'s answer for ms[i]. sqlite://: one transaction and
-  /// one durable commit for all of them (all or none: on an exception nothing was stored). The default calls
+  /// one durable commit for all of them (all or none: on an exception nothing was stored — except when the
+  /// commit was made and only its sync failed: then weft::Error says so, and the results are stored but may
+  /// not survive a power loss). The default calls
   /// store() for each, in order.
   virtual std::vector<bool> store_many(std::span<const ResultMeta> ms);
   /// True when store_many of many results costs about what one store() does (a durable commit), so that a

@@ -64,7 +64,8 @@ class Broker {
 
   /// Stores `envelope` on `queue`. `priority` 0-9 (higher first; clamped). Throws MessageTooLarge
   /// (above kMaxEnvelope), BrokerFull (memory://: at its limits), std::invalid_argument (empty queue name), std::system_error / weft::Error for
-  /// storage failures (nothing stored).
+  /// storage failures (nothing stored — except when the commit was made and only its sync failed: the error
+  /// says so, and the message is queued but may not survive a power loss; sending it again may run it twice).
   virtual void publish(std::string_view queue, std::string_view envelope, int priority,
                        std::optional<SysTime> not_before) = 0;
 
@@ -77,7 +78,8 @@ class Broker {
   /// Publishes whole messages (what an App sends), each on its queue with its priority and eta, all or none
   /// like publish_many. The default encodes them (encode_envelope) and calls publish_many; memory:// keeps
   /// them as they are, so that nothing is encoded or decoded within the process (its MessageTooLarge check
-  /// then estimates the JSON size of the arguments instead of measuring an envelope). Throws what
+  /// then estimates the JSON size of the arguments instead of measuring an envelope, and arguments JSON
+  /// text cannot hold — strings that are not UTF-8 — reach the task as they are instead of failing here). Throws what
   /// encode_envelope and publish_many throw.
   virtual void publish_messages(std::span<const std::shared_ptr<const TaskMessage>> messages);
 

@@ -13,9 +13,10 @@
 //     then send what the message's canvas asks for (callbacks, the rest of a chain, a chord's body).
 //     With a backend that prefers batches (sqlite://), the thread hands the result and the acknowledgement to
 //     the worker's completer thread and takes its next task at once: the completer stores every result
-//     handed to it meanwhile with one durable commit (store_many), then acknowledges them (ack_many), then
-//     sends their canvas. A result is visible, and its message acknowledged, only after that commit; a
-//     worker that dies before it leaves the message unacknowledged, so it runs again (at-least-once).
+//     handed to it meanwhile with one durable commit (store_many), then sends their canvas, then
+//     acknowledges them (ack_many). A result is visible, and its message acknowledged, only after that
+//     commit; with acks_late, a worker that dies before leaves the message unacknowledged, so it runs again
+//     (at-least-once).
 // One housekeeping thread, while tasks run:
 //  4. extends their leases every lease/3, so that a slow task is not delivered to another worker; a renewal
 //     that fails is counted (lease_lost): another worker may run it as well;
@@ -103,7 +104,8 @@ struct WorkerOptions {
   std::optional<Autoscale> autoscale{};
   /// The most messages the worker holds at once under its leases waiting to run (prefetched) or running.
   /// 0: 4 × concurrency (autoscale: × max). At least concurrency (one per thread), at most kMaxPrefetch.
-  /// (Finished tasks whose results wait for the completer's next commit are held as well, up to 64.) A larger prefetch saves broker round trips when tasks are short; a
+  /// (Finished tasks whose results wait for the completer are held as well: the 64 it may be storing,
+  /// 64 more waiting, and one per thread waiting for room.) A larger prefetch saves broker round trips when tasks are short; a
   /// smaller one spreads long tasks better over several workers (a prefetched task waits for this worker
   /// even when another is idle). Prefetched leases are renewed like running ones; a killed worker's are
   /// delivered again when they end, and stop() hands them back at once.
