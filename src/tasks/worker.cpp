@@ -619,8 +619,13 @@ void Worker::housekeep() {
           break;
         }
         if (!v) continue;
-        r->cancel.store(true, std::memory_order_release);
-        if (*v == "terminate") abandon(r, State::revoked, exc("TaskRevokedError", "revoked (terminate) while running"));
+        if (*v == "terminate") {
+          // abandon() settles it before it reports cancelled(): a task that returns as soon as it sees that
+          // cannot have its own result stored first.
+          abandon(r, State::revoked, exc("TaskRevokedError", "revoked (terminate) while running"));
+        } else {
+          r->cancel.store(true, std::memory_order_release);
+        }
       }
       lock.lock();
       next_control = Clock::now() + options_.control_interval;
