@@ -103,11 +103,12 @@ class StopSignals {
 int run_worker(App& app, WorkerOptions options, const RunWorkerOptions& run) {
   StopSignals signals;
   const std::vector<std::string> queues = options.queues;
+  const Pool pool = options.pool;
   Worker worker(app, std::move(options));
   worker.start();
   if (run.log != nullptr) {
-    std::fprintf(run.log, "weft worker %s ready: pid %d, %zu threads, queues %s, broker %s\n  tasks: %s\n",
-                 worker.hostname().c_str(), static_cast<int>(::getpid()), worker.concurrency(),
+    std::fprintf(run.log, "weft worker %s ready: pid %d, pool %s, concurrency %zu, queues %s, broker %s\n  tasks: %s\n",
+                 worker.hostname().c_str(), static_cast<int>(::getpid()), to_string(pool), worker.concurrency(),
                  join(queues).c_str(),
                  (run.broker_url.empty() ? app.options().broker : run.broker_url).c_str(),
                  join(app.registered()).c_str());
@@ -172,8 +173,9 @@ int worker_main(App& app, int argc, char** argv) {
   const std::string prog = argc > 0 ? argv[0] : "worker";
   auto usage = [&](std::FILE* out) {
     std::fprintf(out,
-                 "usage: %s [-c N] [--prefetch N] [-Q queue,...] [-n hostname] [--lease S] [--heartbeat S] [-q]\n"
-                 "  -c, --concurrency N   threads (default: the CPUs this process may use)\n"
+                 "usage: %s [-P threads|async] [-c N] [--prefetch N] [-Q queue,...] [-n hostname] [--lease S] [--heartbeat S] [-q]\n"
+                 "  -P, --pool P          threads (default), or async: async tasks on one event loop\n"
+                 "  -c, --concurrency N   tasks at once (default: the CPUs this process may use; async: 100)\n"
                  "  --prefetch N          most tasks held waiting to run or running (default 4 x concurrency)\n"
                  "  -Q, --queues a,b      queues to consume (default: celery)\n"
                  "  -n, --hostname NAME   this worker's name (default: weft@<host>)\n"
@@ -206,6 +208,9 @@ int worker_main(App& app, int argc, char** argv) {
       return 0;
     } else if (a == "-q" || a == "--quiet") {
       run.log = nullptr;
+    } else if (a == "-P" || a == "--pool") {
+      if (!value(v) || (v != "threads" && v != "async")) return bad("--pool needs threads or async");
+      o.pool = v == "async" ? Pool::async_ : Pool::threads;
     } else if (a == "-c" || a == "--concurrency") {
       double n = 0;
       if (!value(v) || !number(v, n) || n != static_cast<double>(static_cast<std::size_t>(n)) || n > 4096) {

@@ -14,8 +14,13 @@
 #include <stdexcept>
 #include <typeinfo>
 
+#include "weft/io/future.hpp"
+#include "weft/io/group.hpp"
+#include "weft/io/loop.hpp"
+#include "weft/io/sync.hpp"
 #include "weft/process/errors.hpp"
 #include "weft/process/pool.hpp"
+#include "weft/thread/thread_pool.hpp"
 #include "workflow.hpp"
 
 namespace weft::tasks {
@@ -36,6 +41,7 @@ struct Worker::Running final : TaskContext {
   bool settled = false;  // guarded by the worker's mu_: its thread or the housekeeper has taken the right to settle it
   bool completing = false;  // guarded by mu_: settled by its thread, its result on the way (leases still renewed)
   bool ending = false;      // guarded by mu_: being acknowledged or handed back (a failed renewal is expected)
+  io::TaskGroup* group = nullptr;  // Pool::async_, loop thread only: the scope of its coroutine while it runs
 
   const std::string& id() const noexcept override { return id_; }
   const std::string& name() const noexcept override { return task; }
@@ -58,6 +64,33 @@ struct Worker::Completion {
   std::shared_ptr<const TaskMessage> msg;
   State state = State::success;
   Json value;
+};
+
+// What prepare() found: the decoded message, its task and the limits that apply.
+struct Worker::Prepared {
+  std::shared_ptr<const TaskMessage> mp;
+  const detail::TaskEntry* entry = nullptr;
+  bool ignore = false;
+  std::optional<std::chrono::milliseconds> hard, soft;
+  std::optional<std::chrono::steady_clock::time_point> start_at;  // Pool::async_: its rate limit's slot
+};
+
+// How a task's run went.
+struct Worker::Ran {
+  enum class Outcome { success, failure, bad_arguments, retry, discarded, late } outcome = Outcome::success;
+  Json value;
+  std::optional<std::chrono::milliseconds> retry_in;
+  std::string retry_reason;
+};
+
+// The event loop, its thread, and the two thread pools beside it: one runs plain tasks (so that they never
+// block the loop), one thread concludes the tasks (stores, acknowledges, retries: blocking calls).
+struct Worker::Async {
+  std::unique_ptr<io::Loop> loop;
+  std::thread thread;
+  io::Event stop;  // loop thread only: set (through call_soon_threadsafe) once no task is in flight
+  std::unique_ptr<ThreadPool> blocking;
+  std::unique_ptr<ThreadPool> concluder;
 };
 
 namespace {
@@ -191,6 +224,18 @@ std::string run_in_child(std::string task, std::string args, std::string kwargs,
 
 const TaskContext* current_task() noexcept { return t_current; }
 
+const char* to_string(Pool pool) noexcept {
+  switch (pool) {
+    case Pool::threads:
+      return "threads";
+    case Pool::processes:
+      return "processes";
+    case Pool::async_:
+      return "async";
+  }
+  return "threads";
+}
+
 Worker::Worker(App& app, WorkerOptions options) : app_(app), options_(std::move(options)) {
   if (options_.queues.empty()) throw std::invalid_argument("weft: a worker needs at least one queue");
   if (options_.lease.count() <= 0) throw std::invalid_argument("weft: a worker's lease must be above 0");
@@ -204,9 +249,13 @@ Worker::Worker(App& app, WorkerOptions options) : app_(app), options_(std::move(
       throw std::invalid_argument("weft: autoscale needs 1 <= min <= max <= 4096 and an idle time above 0 (got max " +
                                   std::to_string(a.max) + ", min " + std::to_string(a.min) + ")");
     }
+    if (options_.pool == Pool::async_) {
+      throw std::invalid_argument("weft: autoscale is for the threads and processes pools (an async pool's tasks "
+                                  "cost no thread each: set its concurrency)");
+    }
     options_.concurrency = a.max;
   }
-  if (options_.concurrency == 0) options_.concurrency = cpus();
+  if (options_.concurrency == 0) options_.concurrency = options_.pool == Pool::async_ ? 100 : cpus();
   if (options_.prefetch != 0 &&
       (options_.prefetch < options_.concurrency || options_.prefetch > WorkerOptions::kMaxPrefetch)) {
     throw std::invalid_argument("weft: a worker's prefetch must be from its concurrency (" +
@@ -235,6 +284,22 @@ Worker::Worker(App& app, WorkerOptions options) : app_(app), options_(std::move(
     po.initialize(&child_init, reinterpret_cast<std::uintptr_t>(options_.setup), options_.modules);
     processes_ = std::make_unique<process::ProcessPool>(std::move(po));
   }
+  if (options_.pool == Pool::async_) {
+    async_ = std::make_unique<Async>();
+    io::LoopOptions lo;
+    lo.max_pending_calls = 2 * options_.concurrency + 16;  // a start and a cancel per task in flight, the stop
+    async_->loop = std::make_unique<io::Loop>(lo);
+    ThreadPoolOptions bo;
+    bo.threads = cpus();
+    bo.capacity = options_.concurrency + 1;  // never full: a task in flight waits there at most once
+    bo.name = "weft-blocking";
+    async_->blocking = std::make_unique<ThreadPool>(bo);
+    ThreadPoolOptions co;
+    co.threads = 1;
+    co.capacity = options_.concurrency + 1;
+    co.name = "weft-conclude";
+    async_->concluder = std::make_unique<ThreadPool>(co);
+  }
 }
 
 Worker::~Worker() {
@@ -247,10 +312,22 @@ void Worker::start() {
     std::lock_guard lock(mu_);
     if (started_) throw std::logic_error("weft: Worker::start called twice");
     started_ = true;
-    threads_.resize(options_.concurrency);
-    alive_.assign(options_.concurrency, 0);
-    const std::size_t first = options_.autoscale ? options_.autoscale->min : options_.concurrency;
+    // Pool::async_: one thread feeds the loop.
+    const std::size_t slots = async_ ? 1 : options_.concurrency;
+    threads_.resize(slots);
+    alive_.assign(slots, 0);
+    const std::size_t first = options_.autoscale ? options_.autoscale->min : slots;
     for (std::size_t i = 0; i < first; ++i) grow_locked();
+  }
+  if (async_) {
+    async_->thread = std::thread([this] {
+      auto wait_for_stop = [](Async* a) -> io::Task<void> { co_await a->stop.wait(); };
+      try {
+        async_->loop->run(wait_for_stop(async_.get()));
+      } catch (const std::exception& e) {
+        note_error(std::string("event loop: ") + e.what());
+      }
+    });
   }
   if (batch_results_) completer_ = std::thread([this] { run_completer(); });
   // Discoverable (App::workers) as soon as start() returns; stop() removes it before it returns.
@@ -268,7 +345,13 @@ void Worker::grow_locked() {
     if (alive_[i]) continue;
     // A thread that ended in this slot takes no lock after it marked itself dead: joining it here is short.
     if (threads_[i].joinable()) threads_[i].join();
-    threads_[i] = std::thread([this, i] { consume(i); });
+    threads_[i] = std::thread([this, i] {
+      if (async_) {
+        feed();
+      } else {
+        consume(i);
+      }
+    });
     alive_[i] = 1;
     ++live_;
     return;
@@ -277,6 +360,7 @@ void Worker::grow_locked() {
 
 std::size_t Worker::concurrency() const {
   std::lock_guard lock(mu_);
+  if (async_) return options_.concurrency;
   return started_ ? live_ : (options_.autoscale ? options_.autoscale->min : options_.concurrency);
 }
 
@@ -288,6 +372,7 @@ void Worker::stop() {
   broker_->interrupt();
   cv_.notify_all();
   take_cv_.notify_all();
+  slot_cv_.notify_all();
   std::lock_guard join_lock(join_mu_);
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -306,6 +391,19 @@ void Worker::stop() {
       note_error("handing back " + r->delivery.tag + ": " + e.what());  // its lease ends it instead
     }
     unregister(r->delivery.tag);
+  }
+  if (async_) {
+    // The tasks on the loop finish (their conclusions stored), then the loop ends.
+    {
+      std::unique_lock lock(mu_);
+      slot_cv_.wait(lock, [&] { return in_flight_ == 0; });
+    }
+    if (async_->thread.joinable()) {
+      async_->loop->call_soon_threadsafe([a = async_.get()] { a->stop.set(); });
+      async_->thread.join();
+    }
+    async_->concluder->shutdown();
+    async_->blocking->shutdown();
   }
   // The results of the tasks that ran are stored and their messages acknowledged.
   if (completer_.joinable()) {
@@ -348,15 +446,7 @@ void Worker::consume(std::size_t slot) {
     try {
       handle(r);
     } catch (const std::exception& e) {
-      // Storing a result, acknowledging or publishing a retry failed (the broker or backend is in trouble):
-      // the message goes back to the broker to run again in a second (unless it was acknowledged already).
-      note_error("task delivery " + r->delivery.tag + ": " + e.what());
-      try {
-        broker_->release(r->delivery, std::chrono::system_clock::now() + std::chrono::seconds(1));
-      } catch (const std::exception& again) {
-        note_error("release after an error: " + std::string(again.what()));  // its lease ends it instead
-      }
-      unregister(r->delivery.tag);
+      recover(r, e);
     }
     {
       std::lock_guard lock(mu_);
@@ -668,12 +758,25 @@ void Worker::housekeep() {
 
 bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json& result) {
   bool acked = false;
+  std::string cancel_error;
   {
     std::lock_guard lock(mu_);
     if (r->settled) return false;
     r->settled = true;
     acked = r->acked;
+    if (async_) {
+      // Its coroutine is cancelled at its current await. Posted under mu_, with settled: its conclusion, and
+      // so the end of the loop (no task in flight), comes after this call.
+      try {
+        async_->loop->call_soon_threadsafe([r] {
+          if (r->group != nullptr) r->group->cancel();
+        });
+      } catch (const std::exception& e) {
+        cancel_error = e.what();
+      }
+    }
   }
+  if (!cancel_error.empty()) note_error("cancelling task " + r->id_ + ": " + cancel_error);
   r->cancel.store(true, std::memory_order_release);
   try {
     ResultMeta meta;
@@ -730,8 +833,8 @@ void Worker::heartbeat(bool online) {
     Json info = {{"hostname", hostname_},
                  {"pid", ::getpid()},
                  {"cpus", cpus()},
-                 {"pool", processes_ ? "processes" : "threads"},
-                 {"concurrency", concurrency},
+                 {"pool", to_string(options_.pool)},
+                 {"concurrency", async_ ? options_.concurrency : concurrency},
                  {"autoscale", options_.autoscale ? Json::array({options_.autoscale->max, options_.autoscale->min})
                                                   : Json(nullptr)},
                  {"queues", options_.queues},
@@ -769,42 +872,59 @@ void Worker::after_task(const TaskMessage& m, State state, const Json& result) {
 
 bool Worker::store(const ResultMeta& m) { return app_.backend().store(m); }
 
-void Worker::handle(const std::shared_ptr<Running>& r) {
-  const Delivery& d = r->delivery;
-  auto count = [this](std::uint64_t WorkerStats::*field) {
-    std::lock_guard lock(mu_);
-    ++(stats_.*field);
-  };
-  // The delivery ends: `state` with `result` is stored under `id` (unless ignored or there is no id), the
-  // message acknowledged (unless it was before it ran), then the canvas of `after` sent.
-  auto end = [&](const std::string& id, State state, const Json& result, const std::string& name, int retries,
-                 bool ignore, const std::shared_ptr<const TaskMessage>* after) {
-    Completion c;
-    c.r = r;
-    if (!ignore && !id.empty()) {
-      ResultMeta m;
-      m.task_id = id;
-      m.state = state;
-      m.result = result;
-      m.date_done = std::chrono::system_clock::now();
-      m.name = name;
-      m.retries = retries;
-      c.meta = std::move(m);
-    }
-    {
-      std::lock_guard lock(mu_);
-      c.ack = !r->acked;
-      r->completing = true;
-    }
-    if (after != nullptr) {
-      c.after = true;
-      c.msg = *after;
-      c.state = state;
-      c.value = result;
-    }
-    complete(std::move(c));
-  };
+void Worker::count(std::uint64_t WorkerStats::*field) {
+  std::lock_guard lock(mu_);
+  ++(stats_.*field);
+}
 
+void Worker::end(const std::shared_ptr<Running>& r, const std::string& id, State state, const Json& result,
+                 const std::string& name, int retries, bool ignore, const std::shared_ptr<const TaskMessage>* after) {
+  Completion c;
+  c.r = r;
+  if (!ignore && !id.empty()) {
+    ResultMeta m;
+    m.task_id = id;
+    m.state = state;
+    m.result = result;
+    m.date_done = std::chrono::system_clock::now();
+    m.name = name;
+    m.retries = retries;
+    c.meta = std::move(m);
+  }
+  {
+    std::lock_guard lock(mu_);
+    c.ack = !r->acked;
+    r->completing = true;
+  }
+  if (after != nullptr) {
+    c.after = true;
+    c.msg = *after;
+    c.state = state;
+    c.value = result;
+  }
+  complete(std::move(c));
+}
+
+void Worker::recover(const std::shared_ptr<Running>& r, const std::exception& e) {
+  // Storing a result, acknowledging or publishing a retry failed (the broker or backend is in trouble): the
+  // message goes back to the broker to run again in a second (unless it was acknowledged already).
+  note_error("task delivery " + r->delivery.tag + ": " + e.what());
+  try {
+    broker_->release(r->delivery, std::chrono::system_clock::now() + std::chrono::seconds(1));
+  } catch (const std::exception& again) {
+    note_error("release after an error: " + std::string(again.what()));  // its lease ends it instead
+  }
+  unregister(r->delivery.tag);
+}
+
+void Worker::handle(const std::shared_ptr<Running>& r) {
+  const std::shared_ptr<const Prepared> p = prepare(r);
+  if (!p) return;
+  conclude(r, *p, processes_ ? run_in_process(*p) : run_here(r, *p));
+}
+
+std::shared_ptr<const Worker::Prepared> Worker::prepare(const std::shared_ptr<Running>& r, bool defer_rate_limit) {
+  const Delivery& d = r->delivery;
   std::shared_ptr<const TaskMessage> mp = d.message;  // memory://: as sent, nothing to decode
   try {
     if (!mp) mp = std::make_shared<const TaskMessage>(decode_envelope(d.envelope));
@@ -818,14 +938,15 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     }
     count(&WorkerStats::poison);
     count(&WorkerStats::failed);
-    end(id, State::failure, exc("ProtocolError", e.what()), "", 0, false, nullptr);
-    return;
+    end(r, id, State::failure, exc("ProtocolError", e.what()), "", 0, false, nullptr);
+    return nullptr;
   }
   const TaskMessage& m = *mp;
   auto revoke = [&](const std::string& why) {
     const Json e = exc("TaskRevokedError", why);
     count(&WorkerStats::revoked);
-    end(m.id, State::revoked, e, m.task, m.retries, false, &mp);
+    end(r, m.id, State::revoked, e, m.task, m.retries, false, &mp);
+    return nullptr;
   };
   if (m.expires && *m.expires <= std::chrono::system_clock::now()) return revoke("expired");
   const detail::TaskEntry* entry = app_.find(m.task);
@@ -833,11 +954,11 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     const Json e = exc("NotRegistered", "weft: no task '" + m.task + "' is registered on " + hostname_);
     count(&WorkerStats::poison);
     count(&WorkerStats::failed);
-    end(m.id, State::failure, e, m.task, m.retries, false, &mp);
-    return;
+    end(r, m.id, State::failure, e, m.task, m.retries, false, &mp);
+    return nullptr;
   }
   const TaskOptions& o = entry->options;
-  const bool ignore = o.ignore_result || m.ignore_result;
+  std::optional<Steady::time_point> start_at;
   if (o.rate_limit && *o.rate_limit > 0) {
     // At most rate_limit starts per second on this worker: each start takes the next slot.
     Steady::time_point slot;
@@ -847,14 +968,23 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
       slot = std::max(next, Steady::now());
       next = slot + std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double>(1.0 / *o.rate_limit));
     }
-    std::unique_lock lock(mu_);
-    cv_.wait_until(lock, slot, [&] { return Steady::now() >= slot; });
+    if (defer_rate_limit) {
+      start_at = slot;  // the task's coroutine sleeps until then, instead of this thread
+    } else {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, slot, [&] { return Steady::now() >= slot; });
+    }
   }
   // Revoked (checked after a rate-limit wait, which may be long): not run.
   if (app_.backend().read("revoked:" + m.id)) return revoke("revoked");
+  auto p = std::make_shared<Prepared>();
+  p->mp = mp;
+  p->entry = entry;
+  p->ignore = o.ignore_result || m.ignore_result;
   // The message's limits (its sender's task options), else this worker's options for the task.
-  const auto hard = m.timelimit[0] ? std::optional(seconds_ms(*m.timelimit[0])) : o.time_limit;
-  const auto soft = m.timelimit[1] ? std::optional(seconds_ms(*m.timelimit[1])) : o.soft_time_limit;
+  p->hard = m.timelimit[0] ? std::optional(seconds_ms(*m.timelimit[0])) : o.time_limit;
+  p->soft = m.timelimit[1] ? std::optional(seconds_ms(*m.timelimit[1])) : o.soft_time_limit;
+  p->start_at = start_at;
   bool wake_housekeeper = false;
   {
     std::lock_guard lock(mu_);
@@ -863,8 +993,8 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     r->task = m.task;
     r->retries_ = m.retries;
     r->started = Steady::now();
-    if (hard && !processes_) r->hard_deadline = r->started + *hard;  // a process pool kills at the limit itself
-    if (soft) r->soft_deadline = r->started + *soft;
+    if (p->hard && !processes_) r->hard_deadline = r->started + *p->hard;  // a process pool kills at the limit itself
+    if (p->soft) r->soft_deadline = r->started + *p->soft;
     r->identified = true;
     // The housekeeper looks for its revocation within control_interval and ends it at its hard limit: woken
     // only when it would sleep past either.
@@ -878,7 +1008,7 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     std::lock_guard lock(mu_);
     r->acked = true;
   }
-  if (options_.track_started && !ignore) {
+  if (options_.track_started && !p->ignore) {
     ResultMeta started;
     started.task_id = m.id;
     started.state = State::started;
@@ -887,125 +1017,148 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     started.retries = m.retries;
     store(started);
   }
-  enum class Outcome { success, failure, bad_arguments, retry, discarded, late } outcome = Outcome::success;
-  Json value;
-  std::optional<std::chrono::milliseconds> retry_in;
-  std::string retry_reason;
-  if (processes_) {
-    // The task runs in a worker process; its answer comes back as JSON text (run_in_child). The pool kills
-    // the process at the hard limit (weft::Timeout here) and reports one that died (WorkerLost).
-    process::SubmitOptions so;
-    if (hard) so.timeout = *hard;
-    try {
-      const std::string text =
-          processes_
-              ->submit(so, &run_in_child, m.task, m.args.dump(), m.kwargs.dump(), m.id, m.retries, hostname_,
-                       static_cast<std::int64_t>(soft ? soft->count() : -1),
-                       static_cast<std::int64_t>(hard ? hard->count() : -1))
-              .get();
-      const Json j = Json::parse(text);
-      if (j.contains("ok")) {
-        value = j.at("ok");
-      } else if (j.contains("retry")) {
-        outcome = Outcome::retry;
-        const Json& delay = j.at("delay_ms");
-        retry_in = delay.is_null() ? backoff(o, m.retries) : std::chrono::milliseconds(delay.get<std::int64_t>());
-        retry_reason = j.at("retry").get<std::string>();
-      } else {
-        value = j.at("error");
-        const std::string kind = j.at("kind").get<std::string>();
-        if (kind == "bad_arguments") {
-          outcome = Outcome::bad_arguments;
-        } else if (kind == "autoretry") {
-          outcome = Outcome::retry;
-          retry_in = backoff(o, m.retries);
-          retry_reason = value.value("exc_type", std::string("error")) + ": " + value.at("exc_message").at(0).get<std::string>();
-        } else {
-          outcome = Outcome::failure;
-        }
-      }
-    } catch (const weft::Timeout&) {
-      outcome = Outcome::failure;
-      value = exc("TimeLimitExceeded", "weft: task " + m.task + " exceeded its hard time limit; its process was killed");
-      count(&WorkerStats::time_limited);
-    } catch (const process::WorkerLost& e) {
-      count(&WorkerStats::processes_lost);
-      if (o.autoretry_for && o.autoretry_for(e)) {
-        outcome = Outcome::retry;
-        retry_in = backoff(o, m.retries);
-        retry_reason = std::string("WorkerLostError: ") + e.what();
-      } else {
-        outcome = Outcome::failure;
-        value = exc("WorkerLostError", e.what());
-      }
-    } catch (const std::exception& e) {  // the result could not come back (too large, not JSON), the pool broke
-      outcome = Outcome::failure;
-      value = exc(type_name(e), e.what());
+  return p;
+}
+
+void Worker::classify(std::exception_ptr error, const TaskOptions& o, int retries, Ran& x) {
+  using Outcome = Ran::Outcome;
+  try {
+    std::rethrow_exception(std::move(error));
+  } catch (const ArgumentError& e) {
+    x.outcome = Outcome::bad_arguments;
+    x.value = exc("TypeError", e.what());
+  } catch (const Retry& e) {
+    x.outcome = Outcome::retry;
+    x.retry_in = e.delay().value_or(backoff(o, retries));
+    x.retry_reason = e.what();
+  } catch (const std::exception& e) {
+    if (o.autoretry_for && o.autoretry_for(e)) {
+      x.outcome = Outcome::retry;
+      x.retry_in = backoff(o, retries);
+      x.retry_reason = type_name(e) + ": " + e.what();
+    } else {
+      x.outcome = Outcome::failure;
+      x.value = exc(type_name(e), e.what());
     }
-  } else {
-    t_current = r.get();
-    try {
-      value = entry->invoke(m.args, m.kwargs);
-    } catch (const ArgumentError& e) {
-      outcome = Outcome::bad_arguments;
-      value = exc("TypeError", e.what());
-    } catch (const Retry& e) {
-      outcome = Outcome::retry;
-      retry_in = e.delay().value_or(backoff(o, m.retries));
-      retry_reason = e.what();
-    } catch (const std::exception& e) {
-      if (o.autoretry_for && o.autoretry_for(e)) {
-        outcome = Outcome::retry;
-        retry_in = backoff(o, m.retries);
-        retry_reason = type_name(e) + ": " + e.what();
-      } else {
-        outcome = Outcome::failure;
-        value = exc(type_name(e), e.what());
-      }
-    } catch (...) {
-      outcome = Outcome::failure;
-      value = exc("unknown", "a task threw something that is not a std::exception");
-    }
-    t_current = nullptr;
+  } catch (...) {
+    x.outcome = Outcome::failure;
+    x.value = exc("unknown", "a task threw something that is not a std::exception");
   }
+}
+
+Worker::Ran Worker::run_here(const std::shared_ptr<Running>& r, const Prepared& p) {
+  Ran x;
+  t_current = r.get();
+  try {
+    x.value = p.entry->invoke(p.mp->args, p.mp->kwargs);
+  } catch (...) {
+    classify(std::current_exception(), p.entry->options, p.mp->retries, x);
+  }
+  t_current = nullptr;
+  return x;
+}
+
+Worker::Ran Worker::run_in_process(const Prepared& p) {
+  // The task runs in a worker process; its answer comes back as JSON text (run_in_child). The pool kills
+  // the process at the hard limit (weft::Timeout here) and reports one that died (WorkerLost).
+  using Outcome = Ran::Outcome;
+  const TaskMessage& m = *p.mp;
+  const TaskOptions& o = p.entry->options;
+  Ran x;
+  process::SubmitOptions so;
+  if (p.hard) so.timeout = *p.hard;
+  try {
+    const std::string text =
+        processes_
+            ->submit(so, &run_in_child, m.task, m.args.dump(), m.kwargs.dump(), m.id, m.retries, hostname_,
+                     static_cast<std::int64_t>(p.soft ? p.soft->count() : -1),
+                     static_cast<std::int64_t>(p.hard ? p.hard->count() : -1))
+            .get();
+    const Json j = Json::parse(text);
+    if (j.contains("ok")) {
+      x.value = j.at("ok");
+    } else if (j.contains("retry")) {
+      x.outcome = Outcome::retry;
+      const Json& delay = j.at("delay_ms");
+      x.retry_in = delay.is_null() ? backoff(o, m.retries) : std::chrono::milliseconds(delay.get<std::int64_t>());
+      x.retry_reason = j.at("retry").get<std::string>();
+    } else {
+      x.value = j.at("error");
+      const std::string kind = j.at("kind").get<std::string>();
+      if (kind == "bad_arguments") {
+        x.outcome = Outcome::bad_arguments;
+      } else if (kind == "autoretry") {
+        x.outcome = Outcome::retry;
+        x.retry_in = backoff(o, m.retries);
+        x.retry_reason =
+            x.value.value("exc_type", std::string("error")) + ": " + x.value.at("exc_message").at(0).get<std::string>();
+      } else {
+        x.outcome = Outcome::failure;
+      }
+    }
+  } catch (const weft::Timeout&) {
+    x.outcome = Outcome::failure;
+    x.value = exc("TimeLimitExceeded", "weft: task " + m.task + " exceeded its hard time limit; its process was killed");
+    count(&WorkerStats::time_limited);
+  } catch (const process::WorkerLost& e) {
+    count(&WorkerStats::processes_lost);
+    if (o.autoretry_for && o.autoretry_for(e)) {
+      x.outcome = Outcome::retry;
+      x.retry_in = backoff(o, m.retries);
+      x.retry_reason = std::string("WorkerLostError: ") + e.what();
+    } else {
+      x.outcome = Outcome::failure;
+      x.value = exc("WorkerLostError", e.what());
+    }
+  } catch (const std::exception& e) {  // the result could not come back (too large, not JSON), the pool broke
+    x.outcome = Outcome::failure;
+    x.value = exc(type_name(e), e.what());
+  }
+  return x;
+}
+
+void Worker::conclude(const std::shared_ptr<Running>& r, const Prepared& p, Ran x) {
+  using Outcome = Ran::Outcome;
+  const TaskMessage& m = *p.mp;
+  const TaskOptions& o = p.entry->options;
   {
     std::lock_guard lock(mu_);
     if (r->settled) {
-      outcome = Outcome::discarded;  // the housekeeper ended it (time limit, terminate)
+      x.outcome = Outcome::discarded;  // the housekeeper ended it (time limit, terminate)
     } else {
       r->settled = true;
       // Returned after its hard limit (it saw cancelled(), say) before the housekeeper got to it: the limit
       // holds all the same, whichever thread noticed first.
-      if (r->hard_deadline && Steady::now() >= *r->hard_deadline) outcome = Outcome::late;
+      if (r->hard_deadline && Steady::now() >= *r->hard_deadline) x.outcome = Outcome::late;
     }
   }
-  if (outcome == Outcome::discarded) {
-    unregister(d.tag);
+  if (x.outcome == Outcome::discarded) {
+    unregister(r->delivery.tag);
     return;
   }
-  if (outcome == Outcome::late) {
-    outcome = Outcome::failure;
-    value = exc("TimeLimitExceeded", "weft: task " + m.task + " exceeded its hard time limit");
+  if (x.outcome == Outcome::late) {
+    x.outcome = Outcome::failure;
+    x.value = exc("TimeLimitExceeded", "weft: task " + m.task + " exceeded its hard time limit");
     count(&WorkerStats::time_limited);
   }
-  if (outcome == Outcome::retry && o.max_retries >= 0 && m.retries >= o.max_retries) {
-    outcome = Outcome::failure;
-    value = exc("MaxRetriesExceededError", "weft: task " + m.task + " failed after " + std::to_string(m.retries) +
-                                               " retries: " + retry_reason);
+  if (x.outcome == Outcome::retry && o.max_retries >= 0 && m.retries >= o.max_retries) {
+    x.outcome = Outcome::failure;
+    x.value = exc("MaxRetriesExceededError", "weft: task " + m.task + " failed after " + std::to_string(m.retries) +
+                                                 " retries: " + x.retry_reason);
   }
-  switch (outcome) {
+  switch (x.outcome) {
     case Outcome::success:
       count(&WorkerStats::succeeded);  // counted before the result is visible, so a caller sees both
-      end(m.id, State::success, value, m.task, m.retries, ignore, &mp);
+      end(r, m.id, State::success, x.value, m.task, m.retries, p.ignore, &p.mp);
       break;
     case Outcome::bad_arguments:
       count(&WorkerStats::poison);
       count(&WorkerStats::failed);
-      end(m.id, State::failure, value, m.task, m.retries, false, &mp);
+      end(r, m.id, State::failure, x.value, m.task, m.retries, false, &p.mp);
       break;
     case Outcome::failure:
       count(&WorkerStats::failed);
-      end(m.id, State::failure, value, m.task, m.retries, ignore, &mp);
+      end(r, m.id, State::failure, x.value, m.task, m.retries, p.ignore, &p.mp);
       break;
     case Outcome::discarded:
     case Outcome::late:
@@ -1013,16 +1166,102 @@ void Worker::handle(const std::shared_ptr<Running>& r) {
     case Outcome::retry: {
       TaskMessage again = m;
       again.retries = m.retries + 1;
-      again.eta = std::chrono::system_clock::now() + *retry_in;
+      again.eta = std::chrono::system_clock::now() + *x.retry_in;
       // Publish the retry before acknowledging this delivery: a crash in between runs the task once more
       // rather than never.
       const auto retry = std::make_shared<const TaskMessage>(std::move(again));
       broker_->publish_messages(std::span(&retry, 1));
       count(&WorkerStats::retried);
-      end(m.id, State::retry, exc("Retry", retry_reason), m.task, retry->retries, ignore, nullptr);
+      end(r, m.id, State::retry, exc("Retry", x.retry_reason), m.task, retry->retries, p.ignore, nullptr);
       break;
     }
   }
+}
+
+// ---- Pool::async_ ------------------------------------------------------------------------------------------
+
+void Worker::feed() {
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      slot_cv_.wait(lock, [&] { return in_flight_ < options_.concurrency || stopping_.load(std::memory_order_acquire); });
+      if (stopping_.load(std::memory_order_acquire)) return;
+      ++in_flight_;
+    }
+    bool dispatched = false;
+    std::shared_ptr<Running> r = next(std::nullopt);  // null: interrupted, or a broker error a second ago
+    if (r) {
+      try {
+        if (std::shared_ptr<const Prepared> p = prepare(r, true)) {
+          async_->loop->call_soon_threadsafe([this, r, p]() mutable {
+            async_->loop->spawn(run_async(std::move(r), std::move(p)));
+          });
+          dispatched = true;
+        }
+      } catch (const std::exception& e) {
+        recover(r, e);
+      }
+    }
+    if (!dispatched) {
+      std::lock_guard lock(mu_);
+      if (r) --active_;
+      --in_flight_;
+      if (in_flight_ == 0) slot_cv_.notify_all();  // stop() waits for none in flight
+    }
+  }
+}
+
+io::Task<void> Worker::run_async(std::shared_ptr<Running> r, std::shared_ptr<const Prepared> p) {
+  Ran x;
+  if (p->start_at) {
+    try {
+      co_await io::sleep_until(*p->start_at);  // its rate limit's slot
+    } catch (...) {
+      classify(std::current_exception(), p->entry->options, p->mp->retries, x);  // the loop is ending
+    }
+  }
+  if (x.outcome != Ran::Outcome::success) {
+    // Not started.
+  } else if (p->entry->invoke_async) {
+    // A group of its own, so that a terminate or the hard limit cancels this task only (abandon()).
+    auto body = [&](io::TaskGroup& group) -> io::Task<void> {
+      r->group = &group;
+      try {
+        x.value = co_await p->entry->invoke_async(p->mp->args, p->mp->kwargs);
+      } catch (...) {
+        classify(std::current_exception(), p->entry->options, p->mp->retries, x);
+      }
+      r->group = nullptr;
+    };
+    try {
+      co_await io::task_group(body);
+    } catch (...) {
+      classify(std::current_exception(), p->entry->options, p->mp->retries, x);  // the loop is ending
+    }
+  } else {
+    // A plain task blocks: it runs on the blocking pool (as in Pool::threads), never on the loop.
+    auto call = [this, r, p] { return run_here(r, *p); };
+    Future<Ran> ran = async_->blocking->submit(call);
+    try {
+      x = co_await std::move(ran);
+    } catch (...) {
+      classify(std::current_exception(), p->entry->options, p->mp->retries, x);
+    }
+  }
+  auto conclusion = [this, r, p, x = std::move(x)]() mutable { conclude_async(r, *p, std::move(x)); };
+  async_->concluder->post(std::move(conclusion));
+}
+
+void Worker::conclude_async(const std::shared_ptr<Running>& r, const Prepared& p, Ran x) {
+  try {
+    conclude(r, p, std::move(x));
+  } catch (const std::exception& e) {
+    recover(r, e);
+  }
+  std::lock_guard lock(mu_);
+  --active_;
+  --in_flight_;
+  slot_cv_.notify_all();  // the feeder waits for a slot; stop() for none in flight
 }
 
 }  // namespace weft::tasks

@@ -4,6 +4,7 @@
 #include <string>
 #include <thread>
 
+#include "weft/io/time.hpp"
 #include "weft/tasks/app.hpp"
 #include "weft/tasks/worker.hpp"
 
@@ -24,9 +25,15 @@ int takes(int ms) {
   }
   return ms;
 }
+// An async task: for `weft worker --pool async` (and it runs on the other pools too).
+weft::io::Task<int> slow_add(int a, int b) {
+  co_await weft::io::sleep(std::chrono::milliseconds(5));
+  co_return a + b;
+}
 }  // namespace
 
 WEFT_TASK_MODULE(app) {
+  app.task<&slow_add>("test.slow_add");
   app.task<&add>("test.add");
   app.task<&square>("test.square");
   app.task<&shout>("test.shout");

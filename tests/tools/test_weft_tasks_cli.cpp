@@ -321,6 +321,24 @@ TEST_F(TasksCli, AProcessPoolWorkerRunsModuleTasksInItsProcesses) {
   EXPECT_EQ(worker->wait(), 0) << worker->output();
 }
 
+TEST_F(TasksCli, AnAsyncPoolWorkerRunsModuleTasksOnItsEventLoop) {
+  auto worker = start_worker("async@test", {"--pool", "async"});  // -c 2: two tasks at once
+  CliResult r = weft(with_broker({"call", "test.slow_add", "20", "22", "--wait", "--timeout", "60"}));
+  EXPECT_EQ(r.code, 0) << r.out << worker->output();
+  EXPECT_EQ(trim(r.out), "42");
+  r = weft(with_broker({"call", "test.add", "1", "2", "--wait", "--timeout", "60"}));  // a plain task
+  EXPECT_EQ(r.code, 0) << r.out << worker->output();
+  EXPECT_EQ(trim(r.out), "3");
+  r = weft(with_broker({"inspect", "workers", "--json"}));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto info = nlohmann::json::parse(r.out)["async@test"];
+  EXPECT_EQ(info["pool"], "async");
+  EXPECT_EQ(info["concurrency"], 2);
+  worker->signal(SIGTERM);
+  EXPECT_EQ(worker->wait(), 0) << worker->output();
+  EXPECT_NE(worker->output().find("pool async, concurrency 2"), std::string::npos) << worker->output();
+}
+
 TEST_F(TasksCli, BadScheduleAndLoadAreClearErrors) {
   const std::string schedule = dir_ + "/bad.json";
   {

@@ -138,6 +138,7 @@ int run_worker_cli(const WorkerCli& w) {
     o.pool = weft::tasks::Pool::processes;
     o.modules = w.load;
   }
+  if (w.pool == "async") o.pool = weft::tasks::Pool::async_;
   weft::tasks::RunWorkerOptions run;
   if (w.quiet) run.log = nullptr;
   if (w.beat != !w.schedule.empty()) throw std::runtime_error("-B and --schedule go together");
@@ -419,10 +420,12 @@ Command add_worker_command(CLI::App& app) {
                                                "second signal exits at once)");
   add_connection(sub, o->conn);
   sub->add_option("--load,-l", o->load, "A task module (shared library with WEFT_TASK_MODULE) to load; repeatable");
-  sub->add_option("--pool,-P", o->pool, "threads, or processes (crash isolation; a hard time limit kills)")
+  sub->add_option("--pool,-P", o->pool,
+                  "threads, processes (crash isolation; a hard time limit kills), or async (async tasks on one event "
+                  "loop, for I/O-bound work)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"threads", "processes"}));
-  sub->add_option("--concurrency,-c", o->concurrency, "Tasks at once (0: the CPUs this process may use)")
+      ->check(CLI::IsMember({"threads", "processes", "async"}));
+  sub->add_option("--concurrency,-c", o->concurrency, "Tasks at once (0: the CPUs this process may use; async: 100)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{0}, std::size_t{4096}));
   sub->add_option("--autoscale", o->autoscale,

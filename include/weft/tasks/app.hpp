@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "weft/core/errors.hpp"
+#include "weft/io/loop.hpp"
+#include "weft/io/task.hpp"
 #include "weft/tasks/backend.hpp"
 #include "weft/tasks/broker.hpp"
 #include "weft/tasks/message.hpp"
@@ -113,7 +115,7 @@ struct WorkerInfo {
   std::string hostname;
   long pid = 0;
   int cpus = 0;
-  std::string pool;                     ///< "threads" or "processes"
+  std::string pool;                     ///< "threads", "processes" or "async"
   std::size_t concurrency = 0;
   std::vector<std::string> queues;
   Json active = Json::array();          ///< running: [{"id", "name", "retries", "runtime" (s), "delivery_count"}]
@@ -197,7 +199,11 @@ namespace detail {
 struct TaskEntry {
   std::string name;
   TaskOptions options;
+  // Runs it on the calling thread (an async task on an event loop of its own, until it finishes).
   std::function<Json(const Json& args, const Json& kwargs)> invoke;
+  // Async tasks only (null otherwise): the coroutine, for a running event loop (Pool::async_). Converts the
+  // arguments when it starts (ArgumentError at its co_await).
+  std::function<io::Task<Json>(const Json& args, const Json& kwargs)> invoke_async;
 };
 
 template <class T>
@@ -213,16 +219,31 @@ Decay<T> convert_arg(const Json& args, std::size_t i, std::string_view task) {
   }
 }
 
-template <auto F, class R, class... A, std::size_t... I>
-Json invoke_json(const Json& args, const Json& kwargs, std::string_view name, std::index_sequence<I...>) {
-  if (!args.is_array() || args.size() != sizeof...(A)) {
-    throw ArgumentError(std::string(name) + "() takes " + std::to_string(sizeof...(A)) + " positional arguments but " +
+// Throws ArgumentError unless `args` are n positional arguments and there are no keyword arguments.
+inline void check_arity(const Json& args, const Json& kwargs, std::size_t n, std::string_view name) {
+  if (!args.is_array() || args.size() != n) {
+    throw ArgumentError(std::string(name) + "() takes " + std::to_string(n) + " positional arguments but " +
                         std::to_string(args.is_array() ? args.size() : 0) + " were given");
   }
   if (kwargs.is_object() && !kwargs.empty()) {
     throw ArgumentError(std::string(name) + "() got keyword arguments (" + kwargs.dump().substr(0, 100) +
                         "); C++ tasks take positional arguments only");
   }
+}
+
+template <class T>
+struct IoTaskValue {
+  static constexpr bool is_async = false;
+};
+template <class T>
+struct IoTaskValue<io::Task<T>> {
+  static constexpr bool is_async = true;
+  using type = T;
+};
+
+template <auto F, class R, class... A, std::size_t... I>
+Json invoke_json(const Json& args, const Json& kwargs, std::string_view name, std::index_sequence<I...>) {
+  check_arity(args, kwargs, sizeof...(A), name);
   if constexpr (std::is_void_v<R>) {
     F(convert_arg<A>(args, I, name)...);
     return nullptr;
@@ -231,14 +252,42 @@ Json invoke_json(const Json& args, const Json& kwargs, std::string_view name, st
   }
 }
 
+// An async task's call: the converted arguments live in this coroutine's frame, so a task taking references
+// (const std::string&) reads them safely across its suspensions.
+template <auto F, class V, class... A, std::size_t... I>
+io::Task<Json> invoke_async_json(Json args, Json kwargs, std::string name, std::index_sequence<I...>) {
+  check_arity(args, kwargs, sizeof...(A), name);
+  std::tuple<Decay<A>...> values{convert_arg<A>(args, I, name)...};
+  io::Task<V> call = F(std::get<I>(values)...);
+  if constexpr (std::is_void_v<V>) {
+    co_await std::move(call);
+    co_return Json(nullptr);
+  } else {
+    V v = co_await std::move(call);
+    co_return Json(std::move(v));
+  }
+}
+
 template <auto F>
 struct FnTraits;
 template <class R, class... A, R (*F)(A...)>
 struct FnTraits<F> {
   using Result = R;
+  /// True for a coroutine task (returning io::Task<V>); its Value is V.
+  static constexpr bool is_async = IoTaskValue<R>::is_async;
+  using Value = typename std::conditional_t<is_async, IoTaskValue<R>, std::type_identity<R>>::type;
   using Args = std::tuple<Decay<A>...>;
   static Json invoke(const Json& args, const Json& kwargs, std::string_view name) {
-    return invoke_json<F, R, A...>(args, kwargs, name, std::index_sequence_for<A...>{});
+    if constexpr (is_async) {
+      return io::run(invoke_async(args, kwargs, std::string(name)));
+    } else {
+      return invoke_json<F, R, A...>(args, kwargs, name, std::index_sequence_for<A...>{});
+    }
+  }
+  static io::Task<Json> invoke_async(const Json& args, const Json& kwargs, std::string name)
+    requires is_async
+  {
+    return invoke_async_json<F, Value, A...>(args, kwargs, std::move(name), std::index_sequence_for<A...>{});
   }
 };
 }  // namespace detail
@@ -255,12 +304,29 @@ struct AppOptions {
 template <auto F>
 class Task {
  public:
+  /// What the function returns: for an async task, its io::Task<Value>.
   using Result = typename detail::FnTraits<F>::Result;
+  /// The result's value: Result, or V for an async task returning io::Task<V>.
+  using Value = typename detail::FnTraits<F>::Value;
+  /// True for an async task (a coroutine returning io::Task<V>).
+  static constexpr bool is_async = detail::FnTraits<F>::is_async;
 
-  /// Runs the function here, now (no broker, no result stored).
+  /// Runs the function here, now (no broker, no result stored). An async task's coroutine is returned, not
+  /// started: co_await it on an event loop.
   template <class... A>
   Result operator()(A&&... a) const {
     return F(std::forward<A>(a)...);
+  }
+  /// Runs the function here and returns its value: an async task runs to completion on an event loop of its
+  /// own on this thread (io::run). Throws what the task throws; weft::Error when this thread already runs
+  /// an event loop (co_await operator()'s coroutine there instead).
+  template <class... A>
+  Value run_here(A&&... a) const {
+    if constexpr (is_async) {
+      return io::run(F(std::forward<A>(a)...));
+    } else {
+      return F(std::forward<A>(a)...);
+    }
   }
   /// Sends a call with default options.
   template <class... A>
@@ -296,11 +362,21 @@ class App {
   explicit App(AppOptions options = {});
 
   /// Registers F under `name`. Throws std::invalid_argument (empty name, or registered already).
+  /// F is a function, or a coroutine returning io::Task<V> (an async task, for I/O-bound work): a worker
+  /// with Pool::async_ runs many of those at once on one event loop thread; the other pools run each on an
+  /// event loop of its own for the call. An async task's parameters may be references: the converted
+  /// arguments outlive its coroutine.
   template <auto F>
   Task<F> task(std::string name, TaskOptions options = {}) {
-    add_entry(detail::TaskEntry{name, std::move(options), [n = name](const Json& args, const Json& kwargs) {
-                                  return detail::FnTraits<F>::invoke(args, kwargs, n);
-                                }});
+    detail::TaskEntry e{name, std::move(options), [n = name](const Json& args, const Json& kwargs) {
+                          return detail::FnTraits<F>::invoke(args, kwargs, n);
+                        }, {}};
+    if constexpr (detail::FnTraits<F>::is_async) {
+      e.invoke_async = [n = name](const Json& args, const Json& kwargs) {
+        return detail::FnTraits<F>::invoke_async(args, kwargs, n);
+      };
+    }
+    add_entry(std::move(e));
     return Task<F>(this, std::move(name));
   }
 

@@ -154,7 +154,7 @@ struct IsTask<Task<F>> : std::true_type {};
 
 /// The value type of a Task<F>'s future.
 template <auto F>
-using TaskValue = std::remove_cvref_t<typename Task<F>::Result>;
+using TaskValue = std::remove_cvref_t<typename Task<F>::Value>;
 
 /// Counts a local call from its submission until it returned, threw, or was dropped without running.
 class LocalSlot {
@@ -267,7 +267,7 @@ class ClusterExecutor {
     detail::RemoteCall* call = place(task.name());
     if (call == nullptr) {  // local: place() counted it in local_in_flight_
       detail::LocalSlot slot = detail::LocalSlot::adopt(&local_in_flight_);
-      auto fn = weft::detail::bind_task([task](auto&&... a) -> R { return task(std::forward<decltype(a)>(a)...); },
+      auto fn = weft::detail::bind_task([task](auto&&... a) -> R { return task.run_here(std::forward<decltype(a)>(a)...); },
                                         std::forward<Args>(args)...);
       return pool_.submit([slot = std::move(slot), fn = std::move(fn)]() mutable -> R {
         return detail::run_counted(slot, fn);

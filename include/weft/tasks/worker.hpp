@@ -1,4 +1,4 @@
-// weft/tasks/worker.hpp — runs an App's tasks from its broker with a pool of threads.
+// weft/tasks/worker.hpp — runs an App's tasks from its broker on a pool: threads, processes, or an event loop.
 //
 // Each of `concurrency` threads loops:
 //  1. takes the next prefetched message; when there is none, one thread at a time reserves more from the
@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -58,6 +59,12 @@
 namespace weft::process {
 class ProcessPool;
 }
+namespace weft {
+class ThreadPool;
+}
+namespace weft::io {
+class Loop;
+}
 
 namespace weft::tasks {
 
@@ -65,7 +72,20 @@ namespace weft::tasks {
 enum class Pool {
   threads,    ///< in this process, one thread per concurrency slot
   processes,  ///< in worker processes (crash isolation; a hard time limit kills the process): see WorkerOptions
+  /// On one event loop thread (weft/io), for I/O-bound tasks: up to `concurrency` async tasks (coroutines
+  /// returning io::Task<V>, App::task) run at once, interleaved at their awaits. A revocation with
+  /// terminate, or the hard time limit, cancels the task's coroutine: weft::Cancelled at its current await,
+  /// and the pending I/O is cancelled in the kernel. Plain (blocking) tasks sent to this pool run on a
+  /// pool of one thread per CPU instead, so they never block the loop (their limits act as in Pool::threads).
+  /// One thread reserves messages and prepares the tasks, another stores results. current_task() is null
+  /// inside async tasks here (one thread interleaves many): they learn of cancellation as weft::Cancelled.
+  /// Hazard: an async task that blocks (a blocking call, a long computation between awaits) stalls every
+  /// task on the loop; hand such work to io::run_in_executor.
+  async_,
 };
+
+/// "threads", "processes" or "async".
+const char* to_string(Pool pool) noexcept;
 
 /// A pool that grows and shrinks with the load (Celery's --autoscale max,min): it starts with `min` threads;
 /// when a task starts and every thread is busy, one more thread (up to `max`) starts waiting for the next
@@ -79,7 +99,8 @@ struct Autoscale {
 };
 
 struct WorkerOptions {
-  std::size_t concurrency = 0;                   ///< tasks at once; 0: the CPUs this process may use
+  /// Tasks at once; 0: the CPUs this process may use (Pool::async_: 100).
+  std::size_t concurrency = 0;
   std::vector<std::string> queues = {"celery"};  ///< consumed together: higher priority first, then older
   std::chrono::milliseconds lease{30'000};       ///< how long a reserved task stays ours without renewal
   bool track_started = false;                    ///< store STARTED when a task begins (one more write per task)
@@ -100,7 +121,8 @@ struct WorkerOptions {
   /// a larger result fails its task. Each process has two shared-memory rings of this size. 1 KiB to
   /// kMaxEnvelope.
   std::size_t process_max_message = std::size_t{1} << 20;
-  /// Grow and shrink between autoscale->min and max threads instead of a fixed `concurrency`.
+  /// Grow and shrink between autoscale->min and max threads instead of a fixed `concurrency` (not with
+  /// Pool::async_, whose tasks cost no thread each).
   std::optional<Autoscale> autoscale{};
   /// The most messages the worker holds at once under its leases waiting to run (prefetched) or running.
   /// 0: 4 × concurrency (autoscale: × max). At least concurrency (one per thread), at most kMaxPrefetch.
@@ -184,8 +206,8 @@ namespace weft::tasks {
 class Worker {
  public:
   /// Throws std::invalid_argument (no queues, lease, heartbeat or control interval not above 0; a process
-  /// pool without setup or modules; autoscale limits out of range); what ProcessPool's constructor throws
-  /// (Pool::processes).
+  /// pool without setup or modules; autoscale limits out of range, or autoscale with Pool::async_); what
+  /// ProcessPool's constructor throws (Pool::processes), or io::Loop's (Pool::async_: weft::Error).
   Worker(App& app, WorkerOptions options = {});
   ~Worker();
   Worker(const Worker&) = delete;
@@ -208,7 +230,16 @@ class Worker {
  private:
   struct Running;
   struct Completion;
+  struct Prepared;
+  struct Ran;
+  struct Async;
   void consume(std::size_t slot);
+  // Pool::async_: the thread that reserves and prepares tasks for the event loop.
+  void feed();
+  // Pool::async_: runs a prepared task on the loop thread (or a plain task on the blocking pool), then hands
+  // its outcome to the concluding thread.
+  io::Task<void> run_async(std::shared_ptr<Running> r, std::shared_ptr<const Prepared> p);
+  void conclude_async(const std::shared_ptr<Running>& r, const Prepared& p, Ran x);
   // The next prefetched message for a consume thread (reserving more when there are none); null at the
   // deadline, on stop, or after a broker error (counted).
   std::shared_ptr<Running> next(std::optional<std::chrono::steady_clock::time_point> deadline);
@@ -220,6 +251,22 @@ class Worker {
   void grow_locked();
   void housekeep();
   void handle(const std::shared_ptr<Running>& r);
+  // The steps of handle(): decode and check a delivery (null: it ended already — poison, expired, revoked);
+  // run the task here (threads) or in a process; store its outcome, retry it, or discard it.
+  // defer_rate_limit: a rate limit's wait is left to the caller (Prepared::start_at) instead of done here.
+  std::shared_ptr<const Prepared> prepare(const std::shared_ptr<Running>& r, bool defer_rate_limit = false);
+  Ran run_here(const std::shared_ptr<Running>& r, const Prepared& p);
+  Ran run_in_process(const Prepared& p);
+  void conclude(const std::shared_ptr<Running>& r, const Prepared& p, Ran x);
+  // What an exception from a task (or from its arguments' conversion) means for it.
+  static void classify(std::exception_ptr error, const TaskOptions& o, int retries, Ran& x);
+  // A delivery ends: `state` with `result` is stored under `id` (unless ignored or there is no id), the
+  // message acknowledged (unless it was before it ran), then the canvas of `after` sent.
+  void end(const std::shared_ptr<Running>& r, const std::string& id, State state, const Json& result,
+           const std::string& name, int retries, bool ignore, const std::shared_ptr<const TaskMessage>* after);
+  void count(std::uint64_t WorkerStats::*field);
+  // A consume thread's handling failed (storing, acknowledging or publishing a retry): the message goes back.
+  void recover(const std::shared_ptr<Running>& r, const std::exception& e);
   bool store(const ResultMeta& m);
   void heartbeat(bool online);
   void note_error(const std::string& what);
@@ -233,6 +280,7 @@ class Worker {
   std::string hostname_;
   std::shared_ptr<Broker> broker_;  // this worker's own connection (interrupting it stops only this worker)
   std::unique_ptr<process::ProcessPool> processes_;  // Pool::processes
+  std::unique_ptr<Async> async_;                    // Pool::async_
   std::vector<std::thread> threads_;  // one slot per thread there may be; a slot is reused once its thread ended
   std::vector<char> alive_;           // per slot, guarded by mu_
   std::size_t live_ = 0;              // threads taking tasks, guarded by mu_
@@ -251,6 +299,8 @@ class Worker {
   std::deque<std::shared_ptr<Running>> waiting_;  // prefetched, not started; guarded by mu_
   bool fetching_ = false;  // guarded by mu_: a consume thread is in reserve_many
   std::size_t active_ = 0;  // guarded by mu_: consume threads handling a task (autoscale grows when all are)
+  std::size_t in_flight_ = 0;  // guarded by mu_: Pool::async_: tasks handed to the loop and not concluded
+  std::condition_variable slot_cv_;  // Pool::async_: the feeder waits here for in_flight_ below concurrency
   std::size_t prefetch_ = 0;
   // The completer (backends that prefer batches): completions_ guarded by done_mu_.
   static constexpr std::size_t kMaxPendingResults = 64;
