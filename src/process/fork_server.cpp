@@ -278,7 +278,14 @@ void handle_spawn(int sock, int sigfd, std::map<int, Child>& children, std::stri
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+  // Ctrl-C, and a service manager's SIGTERM, reach every process of the group: the program decides what they
+  // mean (a warm shutdown may still need children), and the server ends when the program does (EOF on sock).
+  // Blocked rather than ignored: a child gets an empty mask and the program's dispositions, so a SIGTERM sent
+  // to it before it unblocked is delivered then, not lost.
+  sigset_t blocked = chld;
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &blocked, nullptr);
   int sigfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) ::_exit(3);
   std::map<int, Child> children;

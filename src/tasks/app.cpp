@@ -113,10 +113,7 @@ void AsyncResult::revoke(const RevokeOptions& o) const {
 }
 
 std::vector<AsyncResult> App::send_many(std::vector<TaskMessage> messages) {
-  if (messages.size() > kMaxPublishBatch) {
-    throw std::invalid_argument("weft: send_many of " + std::to_string(messages.size()) +
-                                " messages, above the limit of " + std::to_string(kMaxPublishBatch));
-  }
+  detail::check_batch_size(messages.size());
   std::vector<std::shared_ptr<const TaskMessage>> batch;
   batch.reserve(messages.size());
   std::vector<AsyncResult> results;

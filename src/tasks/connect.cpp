@@ -19,19 +19,20 @@ void detail::check_outgoing(std::string_view queue, std::string_view envelope) {
   }
 }
 
-void detail::check_batch(std::span<const Outgoing> batch) {
-  if (batch.size() > kMaxPublishBatch) {
-    throw std::invalid_argument("weft: a batch of " + std::to_string(batch.size()) + " messages is above the limit of " +
+void detail::check_batch_size(std::size_t n) {
+  if (n > kMaxPublishBatch) {
+    throw std::invalid_argument("weft: a batch of " + std::to_string(n) + " messages is above the limit of " +
                                 std::to_string(kMaxPublishBatch));
   }
+}
+
+void detail::check_batch(std::span<const Outgoing> batch) {
+  check_batch_size(batch.size());
   for (const Outgoing& o : batch) check_outgoing(o.queue, o.envelope);
 }
 
 void Broker::publish_messages(std::span<const std::shared_ptr<const TaskMessage>> messages) {
-  if (messages.size() > kMaxPublishBatch) {
-    throw std::invalid_argument("weft: a batch of " + std::to_string(messages.size()) +
-                                " messages is above the limit of " + std::to_string(kMaxPublishBatch));
-  }
+  detail::check_batch_size(messages.size());
   std::vector<std::string> envelopes;
   envelopes.reserve(messages.size());
   for (const auto& m : messages) envelopes.push_back(encode_envelope(*m));

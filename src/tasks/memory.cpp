@@ -93,10 +93,7 @@ class MemoryBrokerCore {
 
   // Messages kept as objects (App's sends): their size is estimated, not measured (nothing is encoded).
   void publish_messages(std::span<const std::shared_ptr<const TaskMessage>> ms) {
-    if (ms.size() > kMaxPublishBatch) {
-      throw std::invalid_argument("weft: a batch of " + std::to_string(ms.size()) + " messages is above the limit of " +
-                                  std::to_string(kMaxPublishBatch));
-    }
+    check_batch_size(ms.size());
     std::vector<std::size_t> sizes;
     sizes.reserve(ms.size());
     std::size_t bytes = 0;
@@ -415,13 +412,14 @@ class MemoryBroker final : public Broker {
 class MemoryBackend final : public ResultBackend {
  public:
   bool store(const ResultMeta& m) override {
-    {
-      std::lock_guard lock(mu_);
-      auto it = results_.find(m.task_id);
-      if (it != results_.end() && is_ready(it->second.state)) return false;  // the first final state wins
-      results_[m.task_id] = m;
+    std::lock_guard lock(mu_);
+    auto it = results_.find(m.task_id);
+    if (it != results_.end() && is_ready(it->second.state)) return false;  // the first final state wins
+    results_[m.task_id] = m;
+    // Only the callers waiting for this id wake (under mu_: a waiter is registered or has seen the result).
+    for (Waiter* w : waiters_) {
+      if (w->id == m.task_id) w->cv.notify_one();
     }
-    cv_.notify_all();
     return true;
   }
   std::optional<ResultMeta> get(std::string_view id) override {
@@ -432,19 +430,22 @@ class MemoryBackend final : public ResultBackend {
   }
   std::optional<ResultMeta> wait(std::string_view id, std::optional<Steady::time_point> deadline) override {
     std::unique_lock lock(mu_);
-    const std::string key(id);
+    Waiter self{std::string(id), {}};
     for (;;) {
-      auto it = results_.find(key);
+      auto it = results_.find(self.id);
       if (it != results_.end() && is_ready(it->second.state)) return it->second;
       if (deadline && Steady::now() >= *deadline) {
         if (it == results_.end()) return std::nullopt;
         return it->second;
       }
+      // Registered only while it sleeps: store() of this id wakes this caller alone.
+      waiters_.push_back(&self);
       if (deadline) {
-        cv_.wait_until(lock, *deadline);
+        self.cv.wait_until(lock, *deadline);
       } else {
-        cv_.wait(lock);
+        self.cv.wait(lock);
       }
+      waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &self));
     }
   }
   void forget(std::string_view id) override {
@@ -524,8 +525,14 @@ class MemoryBackend final : public ResultBackend {
     e.expires = ttl ? std::optional<SysTime>(now + *ttl) : std::nullopt;
   }
 
+  // A caller of wait(), registered while it sleeps.
+  struct Waiter {
+    std::string id;
+    std::condition_variable cv;
+  };
+
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::vector<Waiter*> waiters_;  // guarded by mu_; one per sleeping wait()
   std::unordered_map<std::string, ResultMeta> results_;
   std::map<std::string, Entry, std::less<>> kv_;
   std::size_t sweep_at_ = 1024;

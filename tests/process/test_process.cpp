@@ -169,4 +169,26 @@ TEST(Process, DaemonChildDiesWithItsProgram) {
 
 TEST(Process, ForkServerRuns) { EXPECT_GT(weft::process::fork_server_pid(), 0); }
 
+// A child gets the program's disposition of SIGINT (here the default), not the fork server's.
+void sigint_is_the_default() {
+  struct sigaction sa {};
+  if (::sigaction(SIGINT, nullptr, &sa) != 0 || sa.sa_handler != SIG_DFL) {
+    throw std::runtime_error("SIGINT is not the default in the child");
+  }
+}
+
+// Ctrl-C and a service manager's SIGTERM reach the whole process group: the fork server ignores both (the
+// program decides what they mean, and a warm shutdown may still start children), and keeps serving.
+TEST(Process, TheForkServerOutlivesSigintAndSigterm) {
+  const int server = weft::process::fork_server_pid();
+  ASSERT_GT(server, 0);
+  ASSERT_EQ(::kill(server, SIGINT), 0);
+  ASSERT_EQ(::kill(server, SIGTERM), 0);
+  Process p(&sigint_is_the_default);
+  ASSERT_TRUE(p.join(kLong));
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(weft::process::fork_server_pid(), server);
+  EXPECT_EQ(::kill(server, 0), 0) << "the fork server is gone";
+}
+
 }  // namespace

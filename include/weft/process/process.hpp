@@ -27,6 +27,10 @@
 // exit code 1; std::exit(n) inside it ends the child with n. Static destructors of the copied image do not
 // run (they belong to the program, not the child).
 //
+// Signals: the fork server blocks SIGINT and SIGTERM, which Ctrl-C and a service manager send to the whole
+// process group: the program decides what they mean (a warm shutdown may still start children), and the server
+// ends when the program does. Children start with the program's dispositions and no blocked signal.
+//
 // Zombies: children are reaped by the fork server as they end, so the program never accumulates zombies,
 // whether or not it joins its Process objects. Daemon children (Options::daemon) are killed when the fork
 // server ends, which it does when the program exits or dies.

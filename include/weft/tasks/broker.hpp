@@ -123,6 +123,8 @@ namespace detail {
 void check_outgoing(std::string_view queue, std::string_view envelope);
 /// The same for every message of a batch, and its size.
 void check_batch(std::span<const Outgoing> batch);
+// Throws std::invalid_argument when a batch of `n` messages is above kMaxPublishBatch.
+void check_batch_size(std::size_t n);
 }  // namespace detail
 
 /// Connects to the broker named by `url` (see the top of this file). Throws std::invalid_argument (unknown
