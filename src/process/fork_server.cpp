@@ -348,7 +348,15 @@ void start_locked() {
   const bool main_thread = ::gettid() == ::getpid();
   const pid_t parent = ::getpid();
   std::fflush(nullptr);
+  // The server blocks SIGINT and SIGTERM (serve); blocked from before the fork, so that none reaches it in
+  // between. This thread gets its mask back at once (a signal meanwhile waits, pending, and is not lost).
+  sigset_t blocked, mask;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &blocked, &mask);
   pid_t pid = ::fork();
+  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   if (pid < 0) {
     int e = errno;
     ::close(sv[0]);

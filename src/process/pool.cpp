@@ -190,6 +190,7 @@ void PoolCore::enqueue(std::string message, std::unique_ptr<PendingResult> resul
   }
   std::vector<Done> done;
   {
+    bool kill_now = false;
     std::unique_lock lock(mu_);
     for (;;) {
       if (broken_) throw weft::BrokenExecutor("weft: " + o_.name + " is broken: " + broken_why_);
@@ -215,7 +216,21 @@ void PoolCore::enqueue(std::string message, std::unique_ptr<PendingResult> resul
     }
     ++stats_.submitted;
     auto [it, inserted] = tasks_.emplace(id, std::move(t));
-    if (!pending_.empty() || !dispatch_locked(id, it->second, done)) {
+    if (options.kill_switch) {
+      std::lock_guard ks(options.kill_switch->mu_);
+      options.kill_switch->core_ = weak_from_this();
+      options.kill_switch->task_ = id;
+      kill_now = options.kill_switch->killed_;
+    }
+    if (kill_now) {
+      // Killed before it was submitted: it never runs.
+      Done d;
+      d.result = std::move(it->second.result);
+      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
+      ++stats_.cancelled;
+      tasks_.erase(it);
+      done.push_back(std::move(d));
+    } else if (!pending_.empty() || !dispatch_locked(id, it->second, done)) {
       pending_.push_back(id);
       lock.unlock();
       wake();
@@ -379,7 +394,12 @@ void PoolCore::on_worker_exit(std::uint32_t wi, std::vector<Done>& done) {
     if (it == tasks_.end()) continue;
     Done d;
     d.result = std::move(it->second.result);
-    if (id == w.timed_out) {
+    if (id == w.timed_out && it->second.killed) {
+      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch; its worker was "
+                                                        "killed and replaced"));
+      ++stats_.cancelled;
+      --stats_.failed;  // counted as cancelled instead
+    } else if (id == w.timed_out) {
       d.error = std::make_exception_ptr(weft::Timeout("weft: the task ran past its timeout of " +
                                                       std::to_string(it->second.timeout.value_or(std::chrono::nanoseconds(0)).count() / 1'000'000) +
                                                       " ms; its worker was killed and replaced"));
@@ -417,6 +437,42 @@ void PoolCore::on_worker_exit(std::uint32_t wi, std::vector<Done>& done) {
   if (tasks_.empty()) idle_cv_.notify_all();
 }
 
+void PoolCore::kill_task(std::uint64_t id) {
+  std::vector<Done> done;
+  bool wake_collector = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.killed) return;  // finished, or killed already
+    Task& t = it->second;
+    t.killed = true;
+    if (t.worker < 0) {
+      // Waiting in this process: it never runs.
+      pending_.erase(std::remove(pending_.begin(), pending_.end(), id), pending_.end());
+      Done d;
+      d.result = std::move(t.result);
+      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
+      ++stats_.cancelled;
+      tasks_.erase(it);
+      done.push_back(std::move(d));
+    } else {
+      Worker& w = workers_[static_cast<std::uint32_t>(t.worker)];
+      if (w.alive && w.timed_out == 0 &&
+          cb_->slots[static_cast<std::uint32_t>(t.worker)].current.load(std::memory_order_acquire) == id) {
+        w.timed_out = id;
+        w.proc->kill();  // its exit is handled by on_worker_exit when the fork server has reaped it
+      } else {
+        // In a worker's inbox: the worker is killed as soon as it starts it (a deadline of zero).
+        t.timeout = std::chrono::nanoseconds(0);
+        has_timeouts_ = true;
+        wake_collector = true;
+      }
+    }
+  }
+  if (wake_collector) wake();
+  complete(done);
+}
+
 void PoolCore::check_timeouts_locked(std::int64_t now, std::int64_t& next_ns) {
   for (std::uint32_t i = 0; i < n_; ++i) {
     Worker& w = workers_[i];
@@ -436,6 +492,23 @@ void PoolCore::check_timeouts_locked(std::int64_t now, std::int64_t& next_ns) {
 }
 
 }  // namespace detail
+
+void KillSwitch::kill() {
+  std::shared_ptr<detail::PoolCore> core;
+  std::uint64_t task = 0;
+  {
+    std::lock_guard lock(mu_);
+    killed_ = true;
+    core = core_.lock();
+    task = task_;
+  }
+  if (core) core->kill_task(task);
+}
+
+bool KillSwitch::killed() const {
+  std::lock_guard lock(mu_);
+  return killed_;
+}
 
 ProcessPool::ProcessPool(ProcessPoolOptions options) : core_(std::make_shared<detail::PoolCore>(std::move(options))) {
   core_->attach_waiter();

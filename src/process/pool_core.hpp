@@ -89,6 +89,8 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   std::size_t workers() const noexcept { return n_; }
   std::vector<int> pids() const;
   ProcessPoolStats stats() const;
+  /// KillSwitch::kill of task `id` (see pool.hpp).
+  void kill_task(std::uint64_t id);
 
  private:
   struct Task {
@@ -99,6 +101,7 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
     const char* trace_name = nullptr;
     int worker = -1;
     bool started = false;  // result->start() succeeded (it was sent once; it may be sent again after a death)
+    bool killed = false;   // its KillSwitch was used: its worker is killed as soon as it runs it
   };
   struct Worker {
     std::unique_ptr<Process> proc;

@@ -9,8 +9,17 @@
 
 namespace weft::tasks {
 
+namespace {
+const AppOptions& checked(const AppOptions& o) {
+  if (o.result_expires && o.result_expires->count() <= 0) {
+    throw std::invalid_argument("weft: result_expires must be above 0 (or none: keep results until forgotten)");
+  }
+  return o;
+}
+}  // namespace
+
 App::App(AppOptions options)
-    : options_(std::move(options)), broker_(connect_broker(options_.broker)), backend_(connect_backend(options_.backend)) {
+    : options_(checked(options)), broker_(connect_broker(options_.broker)), backend_(connect_backend(options_.backend)) {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
   origin_ = std::to_string(::getpid()) + "@" + host;

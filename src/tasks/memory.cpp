@@ -452,6 +452,20 @@ class MemoryBackend final : public ResultBackend {
     std::lock_guard lock(mu_);
     results_.erase(std::string(id));
   }
+  std::size_t expire_results(SysTime done_before, std::size_t limit) override {
+    if (limit == 0) throw std::invalid_argument("weft: expire_results with a limit of 0");
+    std::lock_guard lock(mu_);
+    std::size_t n = 0;
+    for (auto it = results_.begin(); it != results_.end() && n < limit;) {
+      if (it->second.date_done && *it->second.date_done < done_before) {
+        it = results_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
 
   void put(std::string_view key, std::string_view value, std::optional<std::chrono::milliseconds> ttl) override {
     check_entry(key, value, ttl);

@@ -133,6 +133,22 @@ class SqliteBackend final : public ResultBackend {
     }
   }
 
+  std::size_t expire_results(SysTime done_before, std::size_t limit) override {
+    if (limit == 0) throw std::invalid_argument("weft: expire_results with a limit of 0");
+    std::scoped_lock lock(mutex_);
+    // Lazy: a power loss that undoes it leaves results a while longer, to be deleted by the next call.
+    Transaction txn(db_, "expire_results", Durability::lazy);
+    db_.cached("DELETE FROM weft_results WHERE rowid IN (SELECT rowid FROM weft_results WHERE date_done < ?1 "
+               "LIMIT ?2)")
+        .use("expire_results")
+        .bind(1, to_us(done_before))
+        .bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)))
+        .run();
+    const auto n = static_cast<std::size_t>(db_.changes());
+    (void)txn.commit();
+    return n;
+  }
+
   void forget(std::string_view task_id) override {
     check_task_id(task_id);
     std::unique_lock lock(mutex_);

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS weft_results (
   date_done INTEGER,
   name TEXT NOT NULL,
   retries INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS weft_results_done ON weft_results (date_done);
 CREATE TABLE IF NOT EXISTS weft_kv (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL,

@@ -42,6 +42,7 @@ struct Worker::Running final : TaskContext {
   bool completing = false;  // guarded by mu_: settled by its thread, its result on the way (leases still renewed)
   bool ending = false;      // guarded by mu_: being acknowledged or handed back (a failed renewal is expected)
   io::TaskGroup* group = nullptr;  // Pool::async_, loop thread only: the scope of its coroutine while it runs
+  std::shared_ptr<process::KillSwitch> kill_switch;  // Pool::processes, guarded by mu_: ends its process
 
   const std::string& id() const noexcept override { return id_; }
   const std::string& name() const noexcept override { return task; }
@@ -73,6 +74,7 @@ struct Worker::Prepared {
   bool ignore = false;
   std::optional<std::chrono::milliseconds> hard, soft;
   std::optional<std::chrono::steady_clock::time_point> start_at;  // Pool::async_: its rate limit's slot
+  std::shared_ptr<process::KillSwitch> kill_switch;               // Pool::processes: for a terminate
 };
 
 // How a task's run went.
@@ -330,6 +332,7 @@ void Worker::start() {
     });
   }
   if (batch_results_) completer_ = std::thread([this] { run_completer(); });
+  expire_results();  // then every tenth of result_expires (the housekeeper)
   // Discoverable (App::workers) as soon as start() returns; stop() removes it before it returns.
   heartbeat(true);
   housekeeper_ = std::thread([this] { housekeep(); });
@@ -653,6 +656,12 @@ void Worker::housekeep() {
   using Clock = Steady;
   auto next_control = Clock::now() + options_.control_interval;
   auto next_beat = Clock::now() + options_.heartbeat;  // start() wrote the first
+  // Expired results: every tenth of result_expires, from 1 s to 1 h (start() made the first sweep).
+  const auto keep = app_.options().result_expires;
+  const Clock::duration expire_every =
+      keep ? std::clamp<Clock::duration>(*keep / 10, std::chrono::seconds(1), std::chrono::hours(1))
+           : Clock::duration::max();
+  auto next_expire = keep ? Clock::now() + expire_every : Clock::time_point::max();
   std::unique_lock lock(mu_);
   for (;;) {
     const bool stopping = stopping_.load(std::memory_order_acquire);
@@ -663,6 +672,13 @@ void Worker::housekeep() {
       heartbeat(true);
       lock.lock();
       next_beat = Clock::now() + options_.heartbeat;
+      continue;
+    }
+    if (now >= next_expire && !stopping) {
+      lock.unlock();
+      expire_results();
+      lock.lock();
+      next_expire = Clock::now() + expire_every;
       continue;
     }
     // Leases are renewed when a third of the lease has passed since they were taken or last renewed.
@@ -741,7 +757,8 @@ void Worker::housekeep() {
       if (ended) ++stats_.time_limited;
       continue;
     }
-    auto wake = stopping ? Clock::time_point::max() : std::min(next_beat, now + period);  // + leases taken meanwhile
+    // (+ period: leases taken meanwhile)
+    auto wake = stopping ? Clock::time_point::max() : std::min({next_beat, now + period, next_expire});
     if (next_renew) wake = std::min(wake, *next_renew);
     if (!started.empty()) wake = std::min(wake, next_control);
     if (earliest) wake = std::min(wake, *earliest);
@@ -759,11 +776,13 @@ void Worker::housekeep() {
 bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json& result) {
   bool acked = false;
   std::string cancel_error;
+  std::shared_ptr<process::KillSwitch> kill_switch;
   {
     std::lock_guard lock(mu_);
     if (r->settled) return false;
     r->settled = true;
     acked = r->acked;
+    kill_switch = r->kill_switch;
     if (async_) {
       // Its coroutine is cancelled at its current await. Posted under mu_, with settled: its conclusion, and
       // so the end of the loop (no task in flight), comes after this call.
@@ -793,6 +812,7 @@ bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json&
   } catch (const std::exception& e) {
     note_error("ending task " + r->id_ + " early: " + e.what());
   }
+  if (kill_switch) kill_switch->kill();  // Pool::processes: its process is killed (and replaced)
   {
     std::lock_guard lock(mu_);
     if (state == State::failure) ++stats_.failed;
@@ -800,6 +820,21 @@ bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json&
   }
   after_task(*r->msg, state, result);
   return true;
+}
+
+void Worker::expire_results() {
+  const std::optional<std::chrono::milliseconds> keep = app_.options().result_expires;
+  if (!keep) return;
+  constexpr std::size_t kBatch = 10'000;  // one transaction each, so that other writers get their turns
+  constexpr int kMaxBatches = 100;        // a bound per sweep; the next sweep goes on
+  const SysTime before = std::chrono::system_clock::now() - *keep;
+  try {
+    for (int i = 0; i < kMaxBatches && !stopping_.load(std::memory_order_acquire); ++i) {
+      if (app_.backend().expire_results(before, kBatch) < kBatch) break;
+    }
+  } catch (const std::exception& e) {
+    note_error(std::string("expiring results: ") + e.what());  // tried again at the next sweep
+  }
 }
 
 void Worker::heartbeat(bool online) {
@@ -995,6 +1030,10 @@ std::shared_ptr<const Worker::Prepared> Worker::prepare(const std::shared_ptr<Ru
     r->started = Steady::now();
     if (p->hard && !processes_) r->hard_deadline = r->started + *p->hard;  // a process pool kills at the limit itself
     if (p->soft) r->soft_deadline = r->started + *p->soft;
+    if (processes_) {
+      p->kill_switch = std::make_shared<process::KillSwitch>();
+      r->kill_switch = p->kill_switch;
+    }
     r->identified = true;
     // The housekeeper looks for its revocation within control_interval and ends it at its hard limit: woken
     // only when it would sleep past either.
@@ -1067,6 +1106,7 @@ Worker::Ran Worker::run_in_process(const Prepared& p) {
   Ran x;
   process::SubmitOptions so;
   if (p.hard) so.timeout = *p.hard;
+  so.kill_switch = p.kill_switch;  // a terminate kills its process
   try {
     const std::string text =
         processes_

@@ -74,6 +74,41 @@ TEST(ProcessPoolFailures, KilledWorkerFailsOnlyItsTaskAndIsReplaced) {
   EXPECT_EQ(pool.stats().workers_lost, 1u);
 }
 
+// A KillSwitch ends the task it was given to: running (its worker is killed and replaced), waiting behind it
+// (never runs), killed before it was submitted (never runs), finished (nothing happens).
+TEST(ProcessPoolFailures, AKillSwitchEndsItsTaskWhereverItIs) {
+  using weft::process::KillSwitch;
+  weft::process::Queue started;
+  ProcessPoolOptions o{.workers = 1};
+  o.initialize(&adopt_started, started);
+  ProcessPool pool(std::move(o));
+  auto running_switch = std::make_shared<KillSwitch>();
+  auto waiting_switch = std::make_shared<KillSwitch>();
+  auto early_switch = std::make_shared<KillSwitch>();
+  auto done_switch = std::make_shared<KillSwitch>();
+  EXPECT_EQ(pool.submit({.kill_switch = done_switch}, &square, 3).get(), 9);
+  done_switch->kill();  // finished: nothing happens
+  auto running = pool.submit({.kill_switch = running_switch}, &report_then_hang);
+  auto waiting = pool.submit({.kill_switch = waiting_switch}, &report_then_hang);  // behind it, one worker
+  auto after = pool.submit(&square, 5);
+  early_switch->kill();
+  auto early = pool.submit({.kill_switch = early_switch}, &report_then_hang);
+  EXPECT_THROW(early.get(), weft::Cancelled);
+  const int pid = started.get<int>(60s);
+  waiting_switch->kill();
+  running_switch->kill();
+  EXPECT_TRUE(running_switch->killed());
+  EXPECT_THROW(running.get(), weft::Cancelled);
+  EXPECT_THROW(waiting.get(), weft::Cancelled);
+  EXPECT_EQ(after.get(), 25) << "the task behind them runs on the replacement worker";
+  EXPECT_NE(pool.worker_pids().at(0), pid);
+  const auto st = pool.stats();
+  EXPECT_EQ(st.cancelled, 3u);
+  EXPECT_EQ(st.completed, 2u);
+  EXPECT_EQ(st.timeouts, 0u);
+  EXPECT_EQ(st.failed, 0u);
+}
+
 TEST(ProcessPoolFailures, SegfaultAndAbortAreReportedWithTheirSignals) {
   for (std::size_t workers : {1u, 2u}) {
     ProcessPool pool(ProcessPoolOptions{.workers = workers});

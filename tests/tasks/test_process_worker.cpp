@@ -4,8 +4,11 @@
 #include "weft/tasks/app.hpp"
 #include "weft/tasks/worker.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -33,6 +36,16 @@ int crash_first_time(int x) {
 int spin_forever() {
   for (;;) std::this_thread::sleep_for(1ms);  // a task stuck for good: ignores cancelled()
 }
+// Writes its pid into the named pipe `fifo` (the test reads it: the task has started), then never returns.
+int report_pid_then_spin(std::string fifo) {
+  const int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + fifo);
+  const long pid = static_cast<long>(::getpid());
+  const bool ok = ::write(fd, &pid, sizeof pid) == static_cast<ssize_t>(sizeof pid);
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write to " + fifo);
+  for (;;) std::this_thread::sleep_for(1ms);  // ignores cancelled(): only killing its process ends it
+}
 int fail_always(int) { throw std::out_of_range("index 7 is past the end"); }
 int retry_once(int x) {
   if (current_task()->retries() == 0) throw Retry("not yet", 1ms);
@@ -58,7 +71,40 @@ void register_tasks(App& app) {
   app.task<&fail_always>("p.fail");
   app.task<&retry_once>("p.retry_once");
   app.task<&soft>("p.soft", {.soft_time_limit = 30ms});
+  app.task<&report_pid_then_spin>("p.report_then_spin");
 }
+
+// A named pipe for report_pid_then_spin, opened for reading (so the task's open for writing does not wait).
+class PidPipe {
+ public:
+  PidPipe() {
+    path_ = "/tmp/weft-pw-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ::unlink(path_.c_str());
+    if (::mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path_);
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error("open " + path_);
+  }
+  ~PidPipe() {
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  PidPipe(const PidPipe&) = delete;
+  PidPipe& operator=(const PidPipe&) = delete;
+  const std::string& path() const { return path_; }
+  // The pid the task wrote, or 0 when none came within kLong.
+  long wait_for_pid() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kLong).count())) != 1) return 0;
+    long pid = 0;
+    if (::read(fd_, &pid, sizeof pid) != static_cast<ssize_t>(sizeof pid)) return 0;
+    return pid;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 AppOptions fresh() {
   const std::string name = std::string("pw-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -141,6 +187,27 @@ TEST(ProcessWorker, AHardTimeLimitKillsTheProcess) {
   EXPECT_EQ(app.send_task("p.add", {1, 1}).get<int>(kLong), 2);
   w.stop();
   EXPECT_EQ(w.stats().time_limited, 1u);
+}
+
+// Revoked with terminate while it runs: REVOKED at once, its process killed (one process: the next task could
+// not run otherwise, since this one never returns), and the worker goes on.
+TEST(ProcessWorker, TerminateKillsTheTasksProcess) {
+  App app(fresh());
+  register_tasks(app);
+  PidPipe pipe;
+  WorkerOptions o = processes(1);
+  o.control_interval = 20ms;
+  Worker w(app, o);
+  w.start();
+  AsyncResult r = app.send_task("p.report_then_spin", Json::array({pipe.path()}));
+  const long pid = pipe.wait_for_pid();
+  ASSERT_GT(pid, 0);
+  r.revoke({.terminate = true});
+  EXPECT_THROW(r.get_json(kLong), weft::Cancelled);
+  EXPECT_EQ(app.send_task("p.add", {20, 22}).get<int>(kLong), 42) << "the one process was replaced";
+  EXPECT_NE(app.send_task("p.pid").get<long>(kLong), pid);
+  w.stop();
+  EXPECT_EQ(w.stats().revoked, 1u);
 }
 
 TEST(ProcessWorker, APoolWithoutTheTasksRegistrationIsRefused) {

@@ -20,6 +20,7 @@
 //    WorkerLost naming the signal; tasks queued behind it go to other workers; a new worker replaces it;
 //  - a task that runs longer than its timeout (ProcessPoolOptions::task_timeout, or per submit): its worker
 //    is killed and replaced, its future throws weft::Timeout;
+//  - a task ended with its KillSwitch: its worker is killed and replaced, its future throws weft::Cancelled;
 //  - max_tasks_per_child: a worker retires after that many tasks and is replaced (for leaky task code).
 //  - the initializer fails (throws, or its worker dies before it finishes): the pool cannot make workers,
 //    so it breaks: every task fails with BrokenExecutor carrying the initializer's error.
@@ -111,8 +112,33 @@ struct ProcessPoolOptions {
 };
 
 /// Per-call options.
+namespace detail {
+class PoolCore;
+}
+
+/// Ends one submitted task at once (Celery's revoke with terminate): pass it to submit in
+/// SubmitOptions::kill_switch, then call kill() from any thread, before or after submit.
+///  - the task runs: its worker process is killed (SIGKILL) and replaced, as at a timeout;
+///  - it waits (in this process, or in a worker's inbox): it never runs;
+///  - it has finished: nothing happens.
+/// Its future then throws weft::Cancelled. One switch per task. Thread-safe.
+class KillSwitch {
+ public:
+  void kill();
+  /// True once kill() was called.
+  bool killed() const;
+
+ private:
+  friend class detail::PoolCore;
+  mutable std::mutex mu_;
+  std::weak_ptr<detail::PoolCore> core_;  // bound by submit
+  std::uint64_t task_ = 0;
+  bool killed_ = false;
+};
+
 struct SubmitOptions {
   std::optional<std::chrono::nanoseconds> timeout = {};  ///< overrides ProcessPoolOptions::task_timeout
+  std::shared_ptr<KillSwitch> kill_switch = {};           ///< to end this task early (KillSwitch)
 };
 
 /// Counters since the pool started. Read with ProcessPool::stats().

@@ -101,9 +101,10 @@ class App;
 /// How a revocation acts (AsyncResult::revoke).
 struct RevokeOptions {
   /// Also end the task if it is running: its worker stores REVOKED at once, acknowledges it and discards the
-  /// task's own result. The function itself is not stopped (TaskContext::cancelled() tells it to stop); in a
-  /// process pool its process is not killed either, and stays busy until the function returns or reaches
-  /// its hard time limit.
+  /// task's own result. How the task itself stops depends on the pool: Pool::processes kills its process
+  /// (SIGKILL; the pool replaces it); Pool::async_ cancels its coroutine (weft::Cancelled at its current
+  /// await); Pool::threads cannot stop a thread safely: the function runs on until it returns, and
+  /// TaskContext::cancelled() tells it to stop.
   bool terminate = false;
   /// How long workers remember the revocation: a message of the task that reaches a worker later than this
   /// runs. Covers the time the task may wait in a queue (countdown, eta, backlog).
@@ -298,6 +299,11 @@ struct AppOptions {
   std::string backend = "memory://";
   std::string name = "weft";
   Serializer serializer = Serializer::json;  ///< how calls' arguments travel (JSON, or msgpack)
+  /// How long results are kept (Celery's result_expires): the App's workers delete the results stored longer
+  /// ago than this (ResultBackend::expire_results) when they start and then every tenth of it (at least every
+  /// second, at most every hour). A result of a task that expired reads as PENDING. Nullopt: kept until
+  /// forgotten. Above 0.
+  std::optional<std::chrono::milliseconds> result_expires = std::chrono::hours(24);
 };
 
 /// A typed task handle returned by App::task. Copyable; thread-safe.

@@ -71,6 +71,10 @@ class ResultBackend {
                                          std::optional<std::chrono::steady_clock::time_point> deadline) = 0;
   /// Deletes what is stored for the task.
   virtual void forget(std::string_view task_id) = 0;
+  /// Deletes at most `limit` stored results whose date_done is before `done_before` (Celery's
+  /// result_expires: workers call it; see AppOptions::result_expires), and returns how many it deleted.
+  /// Results without a date_done (STARTED) stay. Throws std::invalid_argument (limit 0), weft::Error.
+  virtual std::size_t expire_results(SysTime done_before, std::size_t limit) = 0;
 
   // Small shared entries beside the results, for coordination between clients, workers and beats (worker
   // heartbeats "worker:<hostname>", revocations "revoked:<task id>", periodic-task claims "beat:...", chord

@@ -23,7 +23,8 @@
 //  5. every `control_interval` looks for revocations of the running tasks: the task's context reports
 //     cancelled() (a task polls it to stop early; in a process pool it reports only the hard limit); with
 //     terminate, the worker also stores REVOKED at once and acknowledges the delivery, and the task's own
-//     result is discarded when it returns;
+//     result is discarded when it returns; a process pool then kills the task's process (it is replaced), an
+//     async pool cancels its coroutine;
 //  6. at a task's hard time limit stores FAILURE (TimeLimitExceeded) and acknowledges it; a thread cannot be
 //     killed safely, so the function runs on until it returns (its result is discarded) and keeps its thread
 //     busy meanwhile: tasks that may hang belong in a process pool, or should poll cancelled(). The soft limit
@@ -213,8 +214,8 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  /// Writes the first heartbeat (App::workers() lists this worker once start() returns), then starts the
-  /// threads (once). Throws std::logic_error when called twice, std::system_error.
+  /// Deletes the expired results (AppOptions::result_expires), writes the first heartbeat (App::workers()
+  /// lists this worker once start() returns), then starts the threads (once). Throws std::logic_error when called twice, std::system_error.
   void start();
   /// Writes the heartbeat now (the housekeeper writes one every options.heartbeat), e.g. for a description
   /// of the tasks running at this moment. Errors are counted (stats().errors), not thrown.
@@ -269,6 +270,8 @@ class Worker {
   void recover(const std::shared_ptr<Running>& r, const std::exception& e);
   bool store(const ResultMeta& m);
   void heartbeat(bool online);
+  // Deletes the results older than the App's result_expires (errors are counted, not thrown).
+  void expire_results();
   void note_error(const std::string& what);
   // Ends a running task early (hard time limit, revoked with terminate): stores `state` with `result`, acks.
   // False when the task had been settled already (by its own thread).
