@@ -382,9 +382,18 @@ void PoolCore::on_worker_exit(std::uint32_t wi, std::vector<Done>& done) {
     std::memcpy(&h, msg.data(), sizeof h);
     auto it = tasks_.find(h.id);
     if (it == tasks_.end()) continue;
+    w.held.erase(h.id);
+    if (it->second.killed) {  // its KillSwitch was used while it waited in this inbox: it does not run
+      Done d;
+      d.result = std::move(it->second.result);
+      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
+      ++stats_.cancelled;
+      tasks_.erase(it);
+      done.push_back(std::move(d));
+      continue;
+    }
     it->second.message = msg;
     it->second.worker = -1;
-    w.held.erase(h.id);
     back.push_back(h.id);
   }
   pending_.insert(pending_.begin(), back.begin(), back.end());
@@ -455,6 +464,7 @@ void PoolCore::kill_task(std::uint64_t id) {
       ++stats_.cancelled;
       tasks_.erase(it);
       done.push_back(std::move(d));
+      space_cv_.notify_all();  // room in pending_ for a blocked submit
     } else {
       Worker& w = workers_[static_cast<std::uint32_t>(t.worker)];
       if (w.alive && w.timed_out == 0 &&
@@ -462,7 +472,8 @@ void PoolCore::kill_task(std::uint64_t id) {
         w.timed_out = id;
         w.proc->kill();  // its exit is handled by on_worker_exit when the fork server has reaped it
       } else {
-        // In a worker's inbox: the worker is killed as soon as it starts it (a deadline of zero).
+        // In a worker's inbox (the ring cannot take it back): the worker is killed as soon as it starts it
+        // (a deadline of zero), or it fails with Cancelled if that worker dies before.
         t.timeout = std::chrono::nanoseconds(0);
         has_timeouts_ = true;
         wake_collector = true;

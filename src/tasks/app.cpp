@@ -11,8 +11,9 @@ namespace weft::tasks {
 
 namespace {
 const AppOptions& checked(const AppOptions& o) {
-  if (o.result_expires && o.result_expires->count() <= 0) {
-    throw std::invalid_argument("weft: result_expires must be above 0 (or none: keep results until forgotten)");
+  if (o.result_expires && (o.result_expires->count() <= 0 || *o.result_expires > kMaxResultExpires)) {
+    throw std::invalid_argument("weft: result_expires must be above 0 and at most 100 years (or none: keep results "
+                                "until forgotten)");
   }
   return o;
 }

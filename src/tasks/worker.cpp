@@ -79,7 +79,8 @@ struct Worker::Prepared {
 
 // How a task's run went.
 struct Worker::Ran {
-  enum class Outcome { success, failure, bad_arguments, retry, discarded, late } outcome = Outcome::success;
+  // revoked: Pool::async_, revoked (without terminate) while it waited for its rate limit's slot.
+  enum class Outcome { success, failure, bad_arguments, retry, discarded, late, revoked } outcome = Outcome::success;
   Json value;
   std::optional<std::chrono::milliseconds> retry_in;
   std::string retry_reason;
@@ -310,6 +311,8 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
+  // Before any task is taken (nothing to renew meanwhile); then every tenth of result_expires (housekeeper).
+  expire_results();
   {
     std::lock_guard lock(mu_);
     if (started_) throw std::logic_error("weft: Worker::start called twice");
@@ -329,10 +332,14 @@ void Worker::start() {
       } catch (const std::exception& e) {
         note_error(std::string("event loop: ") + e.what());
       }
+      // Normally after stop() saw nothing in flight. Otherwise (the loop failed) the tasks handed to it are
+      // lost here and delivered again when their leases end; the feeder stops and stop() does not wait.
+      std::lock_guard lock(mu_);
+      loop_ended_ = true;
+      slot_cv_.notify_all();
     });
   }
   if (batch_results_) completer_ = std::thread([this] { run_completer(); });
-  expire_results();  // then every tenth of result_expires (the housekeeper)
   // Discoverable (App::workers) as soon as start() returns; stop() removes it before it returns.
   heartbeat(true);
   housekeeper_ = std::thread([this] { housekeep(); });
@@ -399,7 +406,7 @@ void Worker::stop() {
     // The tasks on the loop finish (their conclusions stored), then the loop ends.
     {
       std::unique_lock lock(mu_);
-      slot_cv_.wait(lock, [&] { return in_flight_ == 0; });
+      slot_cv_.wait(lock, [&] { return in_flight_ == 0 || loop_ended_; });
     }
     if (async_->thread.joinable()) {
       async_->loop->call_soon_threadsafe([a = async_.get()] { a->stop.set(); });
@@ -783,6 +790,7 @@ bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json&
     r->settled = true;
     acked = r->acked;
     kill_switch = r->kill_switch;
+    r->cancel.store(true, std::memory_order_release);  // before the post: a coroutine not started yet sees it
     if (async_) {
       // Its coroutine is cancelled at its current await. Posted under mu_, with settled: its conclusion, and
       // so the end of the loop (no task in flight), comes after this call.
@@ -826,11 +834,12 @@ void Worker::expire_results() {
   const std::optional<std::chrono::milliseconds> keep = app_.options().result_expires;
   if (!keep) return;
   constexpr std::size_t kBatch = 10'000;  // one transaction each, so that other writers get their turns
-  constexpr int kMaxBatches = 100;        // a bound per sweep; the next sweep goes on
+  // A bound per sweep (the next sweep goes on): the housekeeper's renewals, every lease/3, must not wait long.
+  const auto until = Steady::now() + std::min<Steady::duration>(options_.lease / 6, std::chrono::seconds(1));
   const SysTime before = std::chrono::system_clock::now() - *keep;
   try {
-    for (int i = 0; i < kMaxBatches && !stopping_.load(std::memory_order_acquire); ++i) {
-      if (app_.backend().expire_results(before, kBatch) < kBatch) break;
+    while (!stopping_.load(std::memory_order_acquire)) {
+      if (app_.backend().expire_results(before, kBatch) < kBatch || Steady::now() >= until) break;
     }
   } catch (const std::exception& e) {
     note_error(std::string("expiring results: ") + e.what());  // tried again at the next sweep
@@ -859,7 +868,7 @@ void Worker::heartbeat(bool online) {
         active.push_back({{"id", r->id_},
                           {"name", r->task},
                           {"retries", r->retries_},
-                          {"runtime", std::chrono::duration<double>(now - r->started).count()},
+                          {"runtime", std::chrono::duration<double>(std::max(now - r->started, Steady::duration::zero())).count()},
                           {"delivery_count", r->delivery.delivery_count}});
       }
     }
@@ -1027,7 +1036,7 @@ std::shared_ptr<const Worker::Prepared> Worker::prepare(const std::shared_ptr<Ru
     r->id_ = m.id;
     r->task = m.task;
     r->retries_ = m.retries;
-    r->started = Steady::now();
+    r->started = start_at.value_or(Steady::now());  // a deferred rate-limit wait does not count against its limits
     if (p->hard && !processes_) r->hard_deadline = r->started + *p->hard;  // a process pool kills at the limit itself
     if (p->soft) r->soft_deadline = r->started + *p->soft;
     if (processes_) {
@@ -1200,6 +1209,10 @@ void Worker::conclude(const std::shared_ptr<Running>& r, const Prepared& p, Ran 
       count(&WorkerStats::failed);
       end(r, m.id, State::failure, x.value, m.task, m.retries, p.ignore, &p.mp);
       break;
+    case Outcome::revoked:
+      count(&WorkerStats::revoked);
+      end(r, m.id, State::revoked, exc("TaskRevokedError", "revoked"), m.task, m.retries, false, &p.mp);
+      break;
     case Outcome::discarded:
     case Outcome::late:
       break;
@@ -1224,8 +1237,10 @@ void Worker::feed() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      slot_cv_.wait(lock, [&] { return in_flight_ < options_.concurrency || stopping_.load(std::memory_order_acquire); });
-      if (stopping_.load(std::memory_order_acquire)) return;
+      slot_cv_.wait(lock, [&] {
+        return in_flight_ < options_.concurrency || stopping_.load(std::memory_order_acquire) || loop_ended_;
+      });
+      if (stopping_.load(std::memory_order_acquire) || loop_ended_) return;
       ++in_flight_;
     }
     bool dispatched = false;
@@ -1253,43 +1268,43 @@ void Worker::feed() {
 
 io::Task<void> Worker::run_async(std::shared_ptr<Running> r, std::shared_ptr<const Prepared> p) {
   Ran x;
-  if (p->start_at) {
+  // Revoked (terminate or not) or past its hard limit before it started: it does not run. abandon() sets
+  // `cancel` before it asks the loop to cancel the group, so a task whose group did not exist yet sees it here.
+  auto stopped = [&] { return r->cancel.load(std::memory_order_acquire); };
+  // A group of its own, so that a terminate or the hard limit cancels this task only (abandon()). A rate
+  // limit's wait happens inside it, so that those cancel the wait too.
+  auto body = [&](io::TaskGroup& group) -> io::Task<void> {
+    r->group = &group;
     try {
-      co_await io::sleep_until(*p->start_at);  // its rate limit's slot
-    } catch (...) {
-      classify(std::current_exception(), p->entry->options, p->mp->retries, x);  // the loop is ending
-    }
-  }
-  if (x.outcome != Ran::Outcome::success) {
-    // Not started.
-  } else if (p->entry->invoke_async) {
-    // A group of its own, so that a terminate or the hard limit cancels this task only (abandon()).
-    auto body = [&](io::TaskGroup& group) -> io::Task<void> {
-      r->group = &group;
-      try {
+      if (!stopped() && p->start_at) co_await io::sleep_until(*p->start_at);  // its rate limit's slot
+      if (stopped()) {
+        x.outcome = Ran::Outcome::revoked;
+      } else if (p->entry->invoke_async) {
         x.value = co_await p->entry->invoke_async(p->mp->args, p->mp->kwargs);
-      } catch (...) {
-        classify(std::current_exception(), p->entry->options, p->mp->retries, x);
+      } else {
+        // A plain task blocks: it runs on the blocking pool (as in Pool::threads), never on the loop. A
+        // cancel stops only the wait: its thread runs the function to the end (its result is discarded).
+        auto call = [this, r, p] { return run_here(r, *p); };
+        Future<Ran> ran = async_->blocking->submit(call);
+        x = co_await std::move(ran);
       }
-      r->group = nullptr;
-    };
-    try {
-      co_await io::task_group(body);
-    } catch (...) {
-      classify(std::current_exception(), p->entry->options, p->mp->retries, x);  // the loop is ending
-    }
-  } else {
-    // A plain task blocks: it runs on the blocking pool (as in Pool::threads), never on the loop.
-    auto call = [this, r, p] { return run_here(r, *p); };
-    Future<Ran> ran = async_->blocking->submit(call);
-    try {
-      x = co_await std::move(ran);
     } catch (...) {
       classify(std::current_exception(), p->entry->options, p->mp->retries, x);
     }
+    r->group = nullptr;
+  };
+  try {
+    co_await io::task_group(body);
+  } catch (...) {
+    classify(std::current_exception(), p->entry->options, p->mp->retries, x);  // the loop is ending
   }
-  auto conclusion = [this, r, p, x = std::move(x)]() mutable { conclude_async(r, *p, std::move(x)); };
-  async_->concluder->post(std::move(conclusion));
+  auto ran = std::make_shared<Ran>(std::move(x));
+  auto conclusion = [this, r, p, ran] { conclude_async(r, *p, std::move(*ran)); };
+  try {
+    async_->concluder->post(conclusion);
+  } catch (...) {
+    conclusion();  // the concluding thread refused it: here, then (blocking the loop for this once)
+  }
 }
 
 void Worker::conclude_async(const std::shared_ptr<Running>& r, const Prepared& p, Ran x) {
@@ -1297,6 +1312,8 @@ void Worker::conclude_async(const std::shared_ptr<Running>& r, const Prepared& p
     conclude(r, p, std::move(x));
   } catch (const std::exception& e) {
     recover(r, e);
+  } catch (...) {
+    recover(r, std::runtime_error("a conclusion threw something that is not a std::exception"));
   }
   std::lock_guard lock(mu_);
   --active_;

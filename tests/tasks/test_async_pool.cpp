@@ -124,6 +124,14 @@ io::Task<int> flaky_async() {
   co_return 7;
 }
 
+// Counts its runs (a rate-limited task that must not run once revoked).
+std::atomic<int> g_limited_runs{0};
+io::Task<int> limited(int i) {
+  ++g_limited_runs;
+  co_await io::sleep(0ms);
+  co_return i;
+}
+
 // A plain task that blocks its thread until the test lets it go.
 std::future<void>* g_plain_release = nullptr;
 std::promise<std::uint64_t>* g_plain_thread = nullptr;
@@ -263,6 +271,27 @@ TEST_P(AsyncPool, TheHardTimeLimitCancelsTheCoroutine) {
   EXPECT_EQ(w.stats().time_limited, 1u);
 }
 
+// A rate limit's wait happens in the task's coroutine, not in the thread that feeds the loop: a task revoked
+// while it waits never runs — with terminate at once, otherwise when its slot comes.
+TEST_P(AsyncPool, ATaskRevokedWhileItWaitsForItsRateLimitNeverRuns) {
+  g_limited_runs = 0;
+  auto task = app_->task<&limited>("t.limited", {.rate_limit = 2.0});  // a start every 500 ms
+  auto add = app_->task<&add_async>("t.add");
+  Worker w(*app_, options(4));
+  w.start();
+  EXPECT_EQ(task.delay(1).get<int>(kLong), 1);
+  auto second = task.delay(2);  // its slot: 500 ms after the first's
+  auto third = task.delay(3);   // 1 s after
+  EXPECT_EQ(add.delay(1, 1).get<int>(kLong), 2) << "other tasks do not wait for the rate-limited ones";
+  second.revoke({.terminate = true});
+  third.revoke();
+  EXPECT_THROW(second.get_json(kLong), weft::Cancelled);
+  EXPECT_THROW(third.get_json(kLong), weft::Cancelled);
+  w.stop();
+  EXPECT_EQ(g_limited_runs.load(), 1);
+  EXPECT_EQ(w.stats().revoked, 2u);
+}
+
 TEST_P(AsyncPool, PlainTasksRunOffTheLoop) {
   auto plain = app_->task<&plain_blocking>("t.plain");
   auto add = app_->task<&add_async>("t.add");
@@ -292,6 +321,10 @@ TEST_P(AsyncPool, StopLetsTheRunningTasksFinish) {
   auto r = task.delay();
   ASSERT_TRUE(park.wait_entered());
   std::thread stopper([&] { w.stop(); });
+  // Released only once stop() has begun, so that a stop() that did not wait, or cancelled, would show.
+  const auto until = std::chrono::steady_clock::now() + kLong;
+  while (!w.stopping() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  EXPECT_TRUE(w.stopping());
   park.release.set_value(11);
   stopper.join();
   EXPECT_EQ(r.state(), State::success) << "stop() returns once the running task's result is stored";

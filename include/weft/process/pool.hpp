@@ -119,7 +119,9 @@ class PoolCore;
 /// Ends one submitted task at once (Celery's revoke with terminate): pass it to submit in
 /// SubmitOptions::kill_switch, then call kill() from any thread, before or after submit.
 ///  - the task runs: its worker process is killed (SIGKILL) and replaced, as at a timeout;
-///  - it waits (in this process, or in a worker's inbox): it never runs;
+///  - it waits in this process: it never runs;
+///  - it waits in a worker's inbox (which cannot give it back): that worker is killed as soon as it starts
+///    it, so it may run for a moment (about a millisecond, until the pool's collector sees it);
 ///  - it has finished: nothing happens.
 /// Its future then throws weft::Cancelled. One switch per task. Thread-safe.
 class KillSwitch {

@@ -302,9 +302,12 @@ struct AppOptions {
   /// How long results are kept (Celery's result_expires): the App's workers delete the results stored longer
   /// ago than this (ResultBackend::expire_results) when they start and then every tenth of it (at least every
   /// second, at most every hour). A result of a task that expired reads as PENDING. Nullopt: kept until
-  /// forgotten. Above 0.
+  /// forgotten. Above 0, at most kMaxResultExpires.
   std::optional<std::chrono::milliseconds> result_expires = std::chrono::hours(24);
 };
+
+/// The longest AppOptions::result_expires: 100 years.
+inline constexpr std::chrono::milliseconds kMaxResultExpires = std::chrono::hours(24 * 365 * 100);
 
 /// A typed task handle returned by App::task. Copyable; thread-safe.
 template <auto F>

@@ -224,6 +224,8 @@ class Worker {
   /// returns. Idempotent; joins the threads. Counters are updated before a task's result is stored.
   void stop();
   WorkerStats stats() const;
+  /// True once stop() has begun: the worker takes no new task (a long task may poll it to wind down early).
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
   const std::string& hostname() const noexcept { return hostname_; }
   /// The threads taking tasks now (fixed, or between the autoscale limits).
   std::size_t concurrency() const;
@@ -303,6 +305,7 @@ class Worker {
   bool fetching_ = false;  // guarded by mu_: a consume thread is in reserve_many
   std::size_t active_ = 0;  // guarded by mu_: consume threads handling a task (autoscale grows when all are)
   std::size_t in_flight_ = 0;  // guarded by mu_: Pool::async_: tasks handed to the loop and not concluded
+  bool loop_ended_ = false;    // guarded by mu_: Pool::async_: the loop thread has ended
   std::condition_variable slot_cv_;  // Pool::async_: the feeder waits here for in_flight_ below concurrency
   std::size_t prefetch_ = 0;
   // The completer (backends that prefer batches): completions_ guarded by done_mu_.
