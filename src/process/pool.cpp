@@ -223,13 +223,7 @@ void PoolCore::enqueue(std::string message, std::unique_ptr<PendingResult> resul
       kill_now = options.kill_switch->killed_;
     }
     if (kill_now) {
-      // Killed before it was submitted: it never runs.
-      Done d;
-      d.result = std::move(it->second.result);
-      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
-      ++stats_.cancelled;
-      tasks_.erase(it);
-      done.push_back(std::move(d));
+      cancel_unstarted_locked(it, done);  // killed before it was submitted: it never runs
     } else if (!pending_.empty() || !dispatch_locked(id, it->second, done)) {
       pending_.push_back(id);
       lock.unlock();
@@ -384,12 +378,7 @@ void PoolCore::on_worker_exit(std::uint32_t wi, std::vector<Done>& done) {
     if (it == tasks_.end()) continue;
     w.held.erase(h.id);
     if (it->second.killed) {  // its KillSwitch was used while it waited in this inbox: it does not run
-      Done d;
-      d.result = std::move(it->second.result);
-      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
-      ++stats_.cancelled;
-      tasks_.erase(it);
-      done.push_back(std::move(d));
+      cancel_unstarted_locked(it, done);
       continue;
     }
     it->second.message = msg;
@@ -446,6 +435,15 @@ void PoolCore::on_worker_exit(std::uint32_t wi, std::vector<Done>& done) {
   if (tasks_.empty()) idle_cv_.notify_all();
 }
 
+void PoolCore::cancel_unstarted_locked(std::unordered_map<std::uint64_t, Task>::iterator it, std::vector<Done>& done) {
+  Done d;
+  d.result = std::move(it->second.result);
+  d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
+  ++stats_.cancelled;
+  tasks_.erase(it);
+  done.push_back(std::move(d));
+}
+
 void PoolCore::kill_task(std::uint64_t id) {
   std::vector<Done> done;
   bool wake_collector = false;
@@ -458,12 +456,7 @@ void PoolCore::kill_task(std::uint64_t id) {
     if (t.worker < 0) {
       // Waiting in this process: it never runs.
       pending_.erase(std::remove(pending_.begin(), pending_.end(), id), pending_.end());
-      Done d;
-      d.result = std::move(t.result);
-      d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch before it ran"));
-      ++stats_.cancelled;
-      tasks_.erase(it);
-      done.push_back(std::move(d));
+      cancel_unstarted_locked(it, done);
       space_cv_.notify_all();  // room in pending_ for a blocked submit
     } else {
       Worker& w = workers_[static_cast<std::uint32_t>(t.worker)];

@@ -131,6 +131,8 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   void on_worker_exit(std::uint32_t w, std::vector<Done>& done);                      // mu_ held
   void break_pool_locked(const std::string& why, std::vector<Done>& done);
   void check_timeouts_locked(std::int64_t now, std::int64_t& next_ns);
+  // A killed task that did not start: its future fails with Cancelled, and the pool forgets it.
+  void cancel_unstarted_locked(std::unordered_map<std::uint64_t, Task>::iterator it, std::vector<Done>& done);
   bool drain_outboxes(std::vector<Done>& done, bool collector);
   bool outboxes_nonempty_locked() const;
   void wake() noexcept;
