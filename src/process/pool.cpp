@@ -396,16 +396,16 @@ void PoolCore::on_worker_exit(std::uint32_t wi, std::vector<Done>& done) {
       d.error = std::make_exception_ptr(weft::Cancelled("weft: the task was ended by its KillSwitch; its worker was "
                                                         "killed and replaced"));
       ++stats_.cancelled;
-      --stats_.failed;  // counted as cancelled instead
     } else if (id == w.timed_out) {
       d.error = std::make_exception_ptr(weft::Timeout("weft: the task ran past its timeout of " +
                                                       std::to_string(it->second.timeout.value_or(std::chrono::nanoseconds(0)).count() / 1'000'000) +
                                                       " ms; its worker was killed and replaced"));
       ++stats_.timeouts;
+      ++stats_.failed;
     } else {
       d.error = std::make_exception_ptr(WorkerLost(pid, sig, code));
+      ++stats_.failed;
     }
-    ++stats_.failed;
     tasks_.erase(it);
     done.push_back(std::move(d));
   }

@@ -804,7 +804,6 @@ bool Worker::abandon(const std::shared_ptr<Running>& r, State state, const Json&
     }
   }
   if (!cancel_error.empty()) note_error("cancelling task " + r->id_ + ": " + cancel_error);
-  r->cancel.store(true, std::memory_order_release);
   try {
     ResultMeta meta;
     meta.task_id = r->id_;
@@ -1257,12 +1256,7 @@ void Worker::feed() {
         recover(r, e);
       }
     }
-    if (!dispatched) {
-      std::lock_guard lock(mu_);
-      if (r) --active_;
-      --in_flight_;
-      if (in_flight_ == 0) slot_cv_.notify_all();  // stop() waits for none in flight
-    }
+    if (!dispatched) release_slot(r != nullptr);
   }
 }
 
@@ -1315,8 +1309,12 @@ void Worker::conclude_async(const std::shared_ptr<Running>& r, const Prepared& p
   } catch (...) {
     recover(r, std::runtime_error("a conclusion threw something that is not a std::exception"));
   }
+  release_slot(true);
+}
+
+void Worker::release_slot(bool taken) {
   std::lock_guard lock(mu_);
-  --active_;
+  if (taken) --active_;  // next() counted the message it returned
   --in_flight_;
   slot_cv_.notify_all();  // the feeder waits for a slot; stop() for none in flight
 }

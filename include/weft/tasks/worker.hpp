@@ -243,6 +243,8 @@ class Worker {
   // its outcome to the concluding thread.
   io::Task<void> run_async(std::shared_ptr<Running> r, std::shared_ptr<const Prepared> p);
   void conclude_async(const std::shared_ptr<Running>& r, const Prepared& p, Ran x);
+  // Pool::async_: a task slot is free again; `taken`: it held a message from next() (active_).
+  void release_slot(bool taken);
   // The next prefetched message for a consume thread (reserving more when there are none); null at the
   // deadline, on stop, or after a broker error (counted).
   std::shared_ptr<Running> next(std::optional<std::chrono::steady_clock::time_point> deadline);
